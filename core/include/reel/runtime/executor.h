@@ -1,0 +1,87 @@
+#pragma once
+// Runs a validated graph: configure -> plan -> stream frames -> report. The error path (unload
+// every node, free caches, discard partial outputs, classify) lives in executor.cpp.
+
+#include <reel/node.h>
+#include <reel/runtime/failure.h>
+#include <reel/runtime/graph.h>
+#include <reel/runtime/memory.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace reel {
+
+enum class NodeState { created, configured, loaded, finished, unloaded, failed };
+const char* to_string(NodeState state) noexcept;
+
+// Called from worker threads; implementations must be thread-safe and quick.
+class RunObserver {
+ public:
+  virtual ~RunObserver();
+  virtual void on_node_state(const std::string& node_id, NodeState state) { (void)node_id, (void)state; }
+  // frames_out so far and the expected total (when the stream length is known).
+  virtual void on_progress(const std::string& node_id, std::int64_t frames_out,
+                           std::optional<std::int64_t> expected) {
+    (void)node_id, (void)frames_out, (void)expected;
+  }
+};
+
+struct RunOptions {
+  bool overwrite_outputs = false;
+  std::size_t edge_capacity = 4;   // frames queued per edge before the producer waits
+  int threads = 0;                 // worker threads; 0: one per core
+  int torch_threads = 0;           // libtorch intra-op threads; 0: cores / threads, at least 1
+  int max_oom_retries = 3;         // degrade-and-retry attempts per node after out of memory
+  std::optional<std::uint64_t> memory_budget;  // refuse to run when estimates exceed it
+  RunObserver* observer = nullptr;
+  const std::atomic<bool>* cancel = nullptr;   // set by a signal handler or a worker
+};
+
+struct NodeReport {
+  std::string id, type, plugin;
+  NodeState state = NodeState::created;
+  std::vector<StreamDesc> outputs;
+  std::vector<MemoryEstimate> estimate;
+  std::int64_t frames_in = 0, frames_out = 0;
+  double load_seconds = 0, busy_seconds = 0;
+  std::int64_t rss_after_load_bytes = 0;  // host RSS growth across load (what the model took)
+  int oom_retries = 0;
+  std::string cleanup_error;  // an unload/discard that threw (a plugin bug), if any
+};
+
+struct EdgeReport {
+  std::string from, to;  // "node.port"
+  std::optional<StreamDesc> stream;  // negotiated at configure; empty if it never got there
+  std::size_t capacity = 0;
+  std::size_t max_queued = 0;  // high-water mark of frames waiting on the edge
+  std::int64_t frames = 0;
+};
+
+struct RunResult {
+  std::string graph_file, graph_fingerprint;
+  std::optional<Failure> failure;  // empty: the run succeeded
+  std::vector<NodeReport> nodes;   // topological order
+  std::vector<EdgeReport> edges;
+  MemorySnapshot memory_before, memory_after;
+  std::uint64_t peak_rss_bytes = 0;
+  double seconds = 0;
+  std::string started_at;  // ISO 8601, UTC
+
+  bool ok() const noexcept { return !failure.has_value(); }
+  bool cancelled() const noexcept { return failure && failure->kind == ErrorKind::cancelled; }
+};
+
+// Configures every node and collects estimates, without loading anything. On failure the
+// result's failure is set (and every configured node was unloaded).
+RunResult plan_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options);
+
+// Validates, configures, runs. Never throws: every failure is in the result, and after it every
+// node was unloaded, caches were freed and partial outputs removed.
+RunResult run_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options);
+
+}  // namespace reel

@@ -1,0 +1,32 @@
+#pragma once
+// What flows on an edge, described before anything runs (stream negotiation at configure time).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace reel {
+
+// Frame rates are exact: 30000/1001 stays 30000/1001, and doubling it stays exact.
+struct Rational {
+  std::int64_t num = 0;
+  std::int64_t den = 1;
+
+  double value() const noexcept { return den == 0 ? 0.0 : static_cast<double>(num) / den; }
+  Rational reduced() const noexcept;
+  Rational operator*(std::int64_t k) const noexcept { return Rational{num * k, den}.reduced(); }
+  bool operator==(const Rational& o) const noexcept { return num * o.den == o.num * den; }
+  std::string str() const;  // "24/1", "30000/1001"
+};
+
+struct StreamDesc {
+  int width = 0;
+  int height = 0;
+  int channels = 3;  // RGB
+  Rational fps{0, 1};
+  std::optional<std::int64_t> frame_count;  // unknown for live or unprobed sources
+
+  std::string str() const;  // "1280x720x3 @ 24/1 fps, 49 frames"
+};
+
+}  // namespace reel

@@ -1,0 +1,333 @@
+// The run: resolve -> configure (stream negotiation) -> estimate -> budget -> stream -> clean up.
+// The error path is here, in one function: unload_all_nodes() and the lines around it in
+// execute(). Whatever happened before, every node is unloaded, caches are freed and partial
+// outputs are discarded before a result is returned.
+#include "run_state.h"
+
+#include <reel/runtime/executor.h>
+
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <fstream>
+#include <thread>
+
+namespace reel {
+
+RunObserver::~RunObserver() = default;
+
+const char* to_string(NodeState state) noexcept {
+  switch (state) {
+    case NodeState::created: return "created";
+    case NodeState::configured: return "configured";
+    case NodeState::loaded: return "loaded";
+    case NodeState::finished: return "finished";
+    case NodeState::unloaded: return "unloaded";
+    case NodeState::failed: return "failed";
+  }
+  return "created";
+}
+
+namespace detail {
+
+void attribute(Failure& failure, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame) {
+  failure.node_id = node.id;
+  failure.node_type = node.type->type.name;
+  failure.plugin = node.type->library.filename().string();
+  failure.phase = phase;
+  failure.frame = frame;
+}
+
+Failure cancelled_failure() {
+  Failure f;
+  f.kind = ErrorKind::cancelled;
+  f.reason = "the run was cancelled";
+  return f;
+}
+
+void unload_node(NodeRun& node) noexcept {
+  if (!node.node) return;
+  try {
+    node.node->unload();
+  } catch (...) {
+    Failure f = classify_exception(std::current_exception());
+    node.cleanup_error = "unload threw: " + f.detail;
+    spdlog::error("node {} ({}) threw from unload(), which must not throw; its memory may not be released: {}",
+                  node.id, node.type->type.name, f.detail);
+  }
+  node.state = NodeState::unloaded;
+}
+
+namespace {
+
+// Host RSS high-water mark of the run, and the cancellation watch for long calls: a node busy
+// inside one process() call learns of a cancel through Emitter::cancelled() because this thread
+// turns the request into run.stopping.
+class RunMonitor {
+ public:
+  explicit RunMonitor(RunState& run) : run_(run), peak_(host_rss_bytes()) {
+    thread_ = std::thread([this] {
+      std::unique_lock lock(mutex_);
+      while (!done_) {
+        peak_ = std::max<std::uint64_t>(peak_, host_rss_bytes());
+        if (run_.cancel_requested() && !run_.stopping) run_.fail(cancelled_failure());
+        wake_.wait_for(lock, std::chrono::milliseconds(20));
+      }
+    });
+  }
+  ~RunMonitor() { stop(); }
+  std::uint64_t stop() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return peak_ = std::max<std::uint64_t>(peak_, host_rss_bytes());
+  }
+
+ private:
+  RunState& run_;
+  std::uint64_t peak_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+std::string now_iso8601() {
+  std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+void build_nodes(RunState& run, const ResolvedGraph& graph) {
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    const ResolvedNode& r = graph.nodes[i];
+    auto n = std::make_unique<NodeRun>();
+    n->index = static_cast<int>(i);
+    n->id = r.spec->id;
+    n->type = r.type;
+    n->spec = r.spec;
+    n->params = r.params;
+    n->inputs.resize(r.type->type.inputs.size(), nullptr);
+    n->outputs.resize(r.type->type.outputs.size());
+    n->next_output_index.assign(r.type->type.outputs.size(), 0);
+    run.nodes.push_back(std::move(n));
+  }
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i)
+    for (std::size_t port = 0; port < graph.nodes[i].input_from.size(); ++port) {
+      auto [producer, producer_port] = graph.nodes[i].input_from[port];
+      auto edge = std::make_unique<Edge>();
+      edge->producer = producer, edge->producer_port = producer_port;
+      edge->consumer = static_cast<int>(i), edge->consumer_port = static_cast<int>(port);
+      edge->capacity = std::max<std::size_t>(1, run.options.edge_capacity);
+      run.nodes[i]->inputs[port] = edge.get();
+      run.nodes[producer]->outputs[producer_port].push_back(edge.get());
+      run.edges.push_back(std::move(edge));
+    }
+}
+
+// Stream negotiation, in topological order: each node sees its producers' output descriptions.
+void configure_all(RunState& run, const GraphSpec& graph) {
+  for (auto& n : run.nodes) {
+    try {
+      n->node = n->type->type.create();
+      if (!n->node) throw Error(ErrorKind::internal, "the node type's factory returned no node");
+      for (Edge* e : n->inputs) n->input_streams.push_back(run.nodes[e->producer]->output_streams[e->producer_port]);
+      for (std::size_t port = 0; port < n->inputs.size(); ++port)
+        if (n->type->type.inputs[port].kind == PortKind::image && n->input_streams[port].frame_count != 1)
+          throw GraphError(graph.file, n->id, n->spec->pointer + "/inputs/" + n->type->type.inputs[port].name,
+                           "input '" + n->type->type.inputs[port].name + "' of node '" + n->id +
+                               "' takes one image, but its stream is " + n->input_streams[port].str());
+      NodeConfig config{n->id, n->params, n->input_streams, run.options.overwrite_outputs};
+      n->output_streams = n->node->configure(config);
+      if (n->output_streams.size() != n->outputs.size())
+        throw Error(ErrorKind::internal, "configure() described " + std::to_string(n->output_streams.size()) +
+                                             " output streams, but the node type declares " +
+                                             std::to_string(n->outputs.size()) + " output ports");
+      n->state = NodeState::configured;
+    } catch (...) {
+      Failure f = classify_exception(std::current_exception());
+      if (f.node_id.empty()) detail::attribute(f, *n, Phase::configure, std::nullopt);
+      f.phase = Phase::configure;
+      if (f.node_type.empty()) f.node_type = n->type->type.name, f.plugin = n->type->library.filename().string();
+      try {
+        throw;
+      } catch (const InvalidParamError& e) {
+        // Point at the graph field, like the schema checks do.
+        f.file = graph.file;
+        f.pointer = n->spec->pointer + "/params/" + e.param();
+      } catch (...) {
+      }
+      run.fail(std::move(f));
+      return;
+    }
+  }
+}
+
+void estimate_all(RunState& run) {
+  for (auto& n : run.nodes) {
+    try {
+      n->estimate = n->node->estimate();
+    } catch (...) {
+      spdlog::error("node {} ({}) threw from estimate(), which must not throw; its estimate is unknown", n->id,
+                    n->type->type.name);
+    }
+  }
+}
+
+// While frames stream, every node of a pipeline holds its model at once: the plan's peak is the
+// sum over nodes (progressive unloading lowers the real peak of graphs whose branches end early).
+std::uint64_t estimated_peak_bytes(const RunState& run) {
+  std::uint64_t total = 0;
+  for (const auto& n : run.nodes)
+    for (const MemoryEstimate& e : n->estimate) total += e.weight_bytes + e.working_bytes;
+  return total;
+}
+
+void check_budget(RunState& run) {
+  if (!run.options.memory_budget) return;
+  std::uint64_t need = estimated_peak_bytes(run);
+  if (need > *run.options.memory_budget) {
+    Failure f;
+    f.kind = ErrorKind::out_of_memory;
+    f.phase = Phase::plan;
+    f.reason = "the nodes' estimates add up to " + format_bytes(need) + ", over the memory budget of " +
+               format_bytes(*run.options.memory_budget);
+    f.hint = "Nothing was loaded. Lower the resolution or tile size, or raise --max-memory.";
+    run.fail(std::move(f));
+  }
+}
+
+// The error path's heart: after a failure or cancel, EVERY node is told to drop partial outputs
+// and to unload, in reverse topological order, each guarded so one misbehaving node cannot stop
+// the others from releasing their memory.
+void unload_all_nodes(RunState& run, bool failed) {
+  for (auto it = run.nodes.rbegin(); it != run.nodes.rend(); ++it) {
+    NodeRun& n = **it;
+    if (!n.node) continue;
+    if (failed) {
+      try {
+        n.node->discard_outputs();
+      } catch (...) {
+        Failure f = classify_exception(std::current_exception());
+        n.cleanup_error = "discard_outputs threw: " + f.detail;
+        spdlog::error("node {} ({}) threw from discard_outputs(): {}", n.id, n.type->type.name, f.detail);
+      }
+    }
+    NodeState before = n.state;
+    if (failed || before != NodeState::unloaded) unload_node(n);
+    if (before == NodeState::failed) n.state = NodeState::failed;  // the report keeps who failed
+  }
+}
+
+std::vector<NodeReport> node_reports(const RunState& run) {
+  std::vector<NodeReport> reports;
+  for (const auto& n : run.nodes) {
+    NodeReport r;
+    r.id = n->id;
+    r.type = n->type->type.name;
+    r.plugin = n->type->library.filename().string();
+    r.state = n->state;
+    r.outputs = n->output_streams;
+    r.estimate = n->estimate;
+    r.frames_in = n->frames_in;
+    r.frames_out = n->frames_out;
+    r.load_seconds = n->load_seconds;
+    r.busy_seconds = static_cast<double>(n->busy_ns.load()) / 1e9;
+    r.rss_after_load_bytes = n->rss_after_load_bytes;
+    r.oom_retries = n->oom_retries;
+    r.cleanup_error = n->cleanup_error;
+    reports.push_back(std::move(r));
+  }
+  return reports;
+}
+
+std::vector<EdgeReport> edge_reports(const RunState& run) {
+  std::vector<EdgeReport> reports;
+  for (const auto& e : run.edges) {
+    const NodeRun& from = *run.nodes[e->producer];
+    const NodeRun& to = *run.nodes[e->consumer];
+    EdgeReport r;
+    r.from = from.id + "." + from.type->type.outputs[e->producer_port].name;
+    r.to = to.id + "." + to.type->type.inputs[e->consumer_port].name;
+    if (static_cast<std::size_t>(e->producer_port) < from.output_streams.size())
+      r.stream = from.output_streams[e->producer_port];
+    r.capacity = e->capacity;
+    r.max_queued = e->max_queued;
+    r.frames = e->frames;
+    reports.push_back(std::move(r));
+  }
+  return reports;
+}
+
+void set_thread_counts(const RunOptions& options) {
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = options.threads > 0 ? options.threads : cores;
+  int torch_threads = options.torch_threads > 0 ? options.torch_threads : std::max(1, cores / threads);
+  if (at::get_num_threads() != torch_threads) at::set_num_threads(torch_threads);
+}
+
+RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options, bool stream) {
+  auto start = std::chrono::steady_clock::now();
+  RunResult result;
+  result.graph_file = graph.file;
+  result.graph_fingerprint = graph.fingerprint;
+  result.started_at = now_iso8601();
+  release_cached_memory();
+  result.memory_before = sample_memory();
+
+  RunState run(options);
+  RunMonitor monitor(run);
+  try {
+    ResolvedGraph resolved = resolve_graph(graph, catalog);
+    build_nodes(run, resolved);
+    configure_all(run, graph);
+    if (!run.stopping) estimate_all(run);
+    if (!run.stopping) check_budget(run);
+    if (!run.stopping && run.cancel_requested()) run.fail(cancelled_failure());
+    if (!run.stopping && stream) {
+      set_thread_counts(options);
+      stream_frames(run);
+    }
+  } catch (...) {
+    Failure f = classify_exception(std::current_exception());
+    if (f.phase == Phase::run) f.phase = Phase::validate;
+    run.fail(std::move(f));
+  }
+
+  result.failure = run.failure();
+  unload_all_nodes(run, result.failure.has_value());
+  result.nodes = node_reports(run);
+  result.edges = edge_reports(run);
+  // Frames still queued and the node objects themselves hold memory too.
+  run.edges.clear();
+  for (auto& n : run.nodes) n->node.reset();
+  release_cached_memory();
+  result.peak_rss_bytes = monitor.stop();
+  result.memory_after = sample_memory();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (result.failure) {
+    spdlog::debug("run of {} failed: {}", graph.file, result.failure->detail);
+  }
+  return result;
+}
+
+}  // namespace
+}  // namespace detail
+
+RunResult plan_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options) {
+  return detail::execute(graph, catalog, options, /*stream=*/false);
+}
+
+RunResult run_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options) {
+  return detail::execute(graph, catalog, options, /*stream=*/true);
+}
+
+}  // namespace reel

@@ -1,0 +1,107 @@
+#pragma once
+// The live state of one run: nodes, the bounded edges between them, and the first failure.
+// Shared by executor.cpp (lifecycle and error path) and scheduler.cpp (streaming).
+
+#include <reel/runtime/executor.h>
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace reel::detail {
+
+// Frames waiting between one producer port and one consumer port. Bounded: the producer does not
+// start new work while any of its output edges is full.
+struct Edge {
+  int producer = 0, producer_port = 0, consumer = 0, consumer_port = 0;
+  std::size_t capacity = 1;
+
+  std::mutex mutex;
+  std::deque<Frame> queue;
+  bool closed = false;  // the producer finished; nothing more will arrive
+  std::size_t max_queued = 0;
+  std::int64_t frames = 0;
+};
+
+struct NodeRun {
+  int index = 0;
+  std::string id;
+  const RegisteredType* type = nullptr;
+  const NodeSpec* spec = nullptr;
+  Params params;
+  std::unique_ptr<Node> node;
+  std::vector<Edge*> inputs;                // per input port
+  std::vector<std::vector<Edge*>> outputs;  // per output port (fan-out: several edges)
+  std::vector<StreamDesc> input_streams, output_streams;
+  std::vector<MemoryEstimate> estimate;
+  std::atomic<NodeState> state{NodeState::created};
+
+  // Scheduling state, guarded by `mutex`. Every produce/process/finish call takes a ticket;
+  // results are committed to the output edges strictly in ticket order, so a node with
+  // concurrency > 1 still emits in input order.
+  std::mutex mutex;
+  int in_flight = 0;
+  std::uint64_t next_ticket = 0, next_commit = 0;
+  std::map<std::uint64_t, std::vector<std::pair<int, Frame>>> completed;
+  std::vector<std::int64_t> next_output_index;  // per output port
+  std::size_t next_input_port = 0;              // round robin over input ports
+  bool source_ended = false;
+  bool finish_started = false;
+
+  std::mutex load_mutex;
+  std::atomic<bool> loaded{false};
+  std::atomic<int> pending_activations{0};
+
+  // Statistics for the report.
+  std::atomic<std::int64_t> frames_in{0}, frames_out{0}, busy_ns{0};
+  double load_seconds = 0;
+  std::int64_t rss_after_load_bytes = 0;
+  std::atomic<int> oom_retries{0};
+  std::string cleanup_error;
+};
+
+struct RunState {
+  explicit RunState(const RunOptions& o) : options(o) {}
+  const RunOptions& options;
+  std::vector<std::unique_ptr<NodeRun>> nodes;  // topological order
+  std::vector<std::unique_ptr<Edge>> edges;
+
+  // Set once anything failed or the run was cancelled; every step checks it and stops starting
+  // new work. Also the flag nodes see through Emitter::cancelled().
+  std::atomic<bool> stopping{false};
+
+  void fail(Failure failure) {
+    std::lock_guard lock(failure_mutex);
+    if (!first_failure) first_failure = std::move(failure);
+    stopping = true;
+  }
+  bool cancel_requested() const noexcept {
+    return options.cancel != nullptr && options.cancel->load(std::memory_order_relaxed);
+  }
+  std::optional<Failure> failure() {
+    std::lock_guard lock(failure_mutex);
+    return first_failure;
+  }
+
+ private:
+  std::mutex failure_mutex;
+  std::optional<Failure> first_failure;
+};
+
+// Fills where a failure happened from the node it happened in.
+void attribute(Failure& failure, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame);
+Failure cancelled_failure();
+
+// Streams frames through the configured nodes until every node finished or the run stopped.
+// Loads lazily, unloads progressively; records failures in `run`. Never throws.
+void stream_frames(RunState& run);
+
+// Guarded call of a node's cleanup method: a throw is logged as a plugin bug and remembered on
+// the node, never propagated.
+void unload_node(NodeRun& node) noexcept;
+
+}  // namespace reel::detail

@@ -1,0 +1,191 @@
+// The one place that turns an exception into a classified Failure, and a Failure into words.
+#include <reel/runtime/failure.h>
+#include <reel/runtime/graph.h>
+
+#include <c10/util/Exception.h>
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <filesystem>
+#include <memory>
+#include <new>
+#include <system_error>
+
+namespace reel {
+
+const char* to_string(Phase phase) noexcept {
+  switch (phase) {
+    case Phase::parse: return "parse";
+    case Phase::validate: return "validate";
+    case Phase::configure: return "configure";
+    case Phase::estimate: return "estimate";
+    case Phase::plan: return "plan";
+    case Phase::load: return "load";
+    case Phase::produce: return "produce";
+    case Phase::process: return "process";
+    case Phase::finish: return "finish";
+    case Phase::unload: return "unload";
+    case Phase::run: return "run";
+  }
+  return "run";
+}
+
+int exit_code(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::invalid_graph: return 65;  // EX_DATAERR
+    case ErrorKind::bad_input: return 66;      // EX_NOINPUT
+    case ErrorKind::device: return 69;         // EX_UNAVAILABLE
+    case ErrorKind::internal: return 70;       // EX_SOFTWARE
+    case ErrorKind::io: return 74;             // EX_IOERR
+    case ErrorKind::out_of_memory: return 75;  // EX_TEMPFAIL: retry with less
+    case ErrorKind::plugin: return 78;         // EX_CONFIG
+    case ErrorKind::cancelled: return 130;     // 128 + SIGINT
+  }
+  return 70;
+}
+
+namespace {
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+bool mentions(const std::string& lowered, std::initializer_list<const char*> needles) {
+  return std::any_of(needles.begin(), needles.end(), [&](const char* n) { return lowered.find(n) != std::string::npos; });
+}
+
+// Errors that lost their type (TorchScript re-raises everything as a plain error) keep their
+// cause in the text.
+ErrorKind kind_from_text(const std::string& text) {
+  std::string t = lower(text);
+  if (mentions(t, {"out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror"}))
+    return ErrorKind::out_of_memory;
+  if (mentions(t, {"cuda error", "cudnn_status", "cudnn error", "cublas_status", "device-side assert",
+                   "cuda driver", "illegal memory access", "nccl error"}))
+    return ErrorKind::device;
+  return ErrorKind::internal;
+}
+
+std::string first_line(const std::string& text) {
+  auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+std::string current_type_name() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return "unknown";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? name.get() : type->name();
+}
+
+bool io_errno(int code) {
+  return code == ENOSPC || code == EACCES || code == EROFS || code == EDQUOT || code == EPERM || code == EIO ||
+         code == ENOENT || code == EISDIR || code == ENOTDIR;
+}
+
+}  // namespace
+
+Failure classify_exception(std::exception_ptr error) {
+  Failure f;
+  try {
+    std::rethrow_exception(error);
+  } catch (const GraphError& e) {
+    f.kind = e.kind(), f.reason = e.what(), f.hint = e.hint();
+    f.file = e.file(), f.pointer = e.pointer(), f.node_id = e.node_id();
+  } catch (const Error& e) {
+    f.kind = e.kind(), f.reason = e.what(), f.hint = e.hint();
+  } catch (const c10::OutOfMemoryError& e) {
+    f.kind = ErrorKind::out_of_memory, f.reason = first_line(e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    f.reason = first_line(e.what_without_backtrace());
+    f.kind = kind_from_text(e.what_without_backtrace());
+  } catch (const std::bad_alloc& e) {
+    f.kind = ErrorKind::out_of_memory, f.reason = std::string("host memory allocation failed (") + e.what() + ")";
+  } catch (const std::filesystem::filesystem_error& e) {
+    f.kind = io_errno(e.code().value()) ? ErrorKind::io : ErrorKind::internal, f.reason = e.what();
+  } catch (const std::system_error& e) {
+    f.kind = e.code().category() == std::generic_category() || e.code().category() == std::system_category()
+                 ? (io_errno(e.code().value()) ? ErrorKind::io : ErrorKind::internal)
+                 : ErrorKind::internal;
+    f.reason = e.what();
+  } catch (const std::exception& e) {
+    f.kind = kind_from_text(e.what()), f.reason = first_line(e.what());
+  } catch (...) {
+    f.kind = ErrorKind::internal, f.reason = "an exception that is not a std::exception";
+  }
+  // The full text (backtraces included) and the type go to the log and report, not the terminal.
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    f.detail = current_type_name() + ": " + e.what();
+  } catch (...) {
+    f.detail = current_type_name();
+  }
+  return f;
+}
+
+std::string Failure::user_message() const {
+  std::string where;
+  if (!node_id.empty()) {
+    where = " in node \"" + node_id + "\"";
+    if (!node_type.empty()) where += " (" + node_type + (plugin.empty() ? "" : ", " + plugin) + ")";
+    switch (phase) {
+      case Phase::process:
+      case Phase::produce:
+        where += frame ? " at frame " + std::to_string(*frame) : " while " + std::string(phase == Phase::produce ? "producing" : "processing");
+        break;
+      case Phase::parse:
+      case Phase::validate:
+      case Phase::run:
+        break;
+      default:
+        where += std::string(" during ") + to_string(phase);
+    }
+  }
+  std::string text = std::string(to_string(kind)) + where;
+  if (!file.empty()) text += " [" + file + (pointer.empty() ? "" : " at " + pointer) + "]";
+  text += ": " + reason;
+
+  std::string done;
+  switch (phase) {
+    case Phase::parse:
+    case Phase::validate:
+      break;
+    case Phase::configure:
+    case Phase::estimate:
+    case Phase::plan:
+      done = "Nothing was loaded.";
+      break;
+    default:
+      done = kind == ErrorKind::cancelled ? "Every node was unloaded and partial outputs were removed."
+                                          : "All models were unloaded, caches freed and partial outputs removed.";
+  }
+  std::string next = hint;
+  if (next.empty()) {
+    switch (kind) {
+      case ErrorKind::invalid_graph: next = "Fix the graph and check it with `reel validate`."; break;
+      case ErrorKind::bad_input: next = "Check the input file: it may be missing, truncated or in an unsupported format."; break;
+      case ErrorKind::plugin: next = "Rebuild the plugin against this reel, or remove it from the plugin path."; break;
+      case ErrorKind::io: next = "Check the path, free disk space and permissions."; break;
+      case ErrorKind::out_of_memory:
+        next = "Try a lower resolution or a smaller tile, or disable this node.";
+        break;
+      case ErrorKind::device: next = "Retry the job; if it fails again, check the GPU driver (nvidia-smi)."; break;
+      case ErrorKind::cancelled: break;
+      case ErrorKind::internal:
+        next = plugin.empty() ? "This is a bug in reel; the log and run report have the full detail."
+                              : "This looks like a bug in " + plugin + "; the log and run report have the full detail.";
+        break;
+    }
+  }
+  if (!next.empty()) next[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(next[0])));
+  if (!done.empty()) text += "\n" + done;
+  if (!next.empty()) text += (done.empty() ? "\n" : " ") + next;
+  return text;
+}
+
+}  // namespace reel

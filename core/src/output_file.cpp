@@ -1,0 +1,56 @@
+#include <reel/error.h>
+#include <reel/output_file.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <system_error>
+
+namespace fs = std::filesystem;
+
+namespace reel {
+
+namespace {
+std::string temporary_suffix() {
+  static std::atomic<unsigned> counter{0};
+  return ".reel-partial-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+}  // namespace
+
+OutputFile::OutputFile(fs::path target, bool overwrite) : target_(std::move(target)), overwrite_(overwrite) {
+  if (target_.empty()) throw IoError("", "no output path was given", "Set the node's path parameter.");
+  fs::path folder = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec))
+    throw IoError(target_.string(), "the output folder " + folder.string() + " does not exist",
+                  "Create the folder or choose another path.");
+  if (::access(folder.c_str(), W_OK) != 0)
+    throw IoError(target_.string(), "the output folder " + folder.string() + " is not writable",
+                  "Check its permissions or choose another path.");
+  if (fs::exists(target_, ec) && !overwrite_)
+    throw IoError(target_.string(), "the output " + target_.string() + " already exists",
+                  "Pass --overwrite to replace it, or choose another path.");
+  // "name.reel-partial-PID-N.ext": the extension stays last so writers that pick a format by
+  // extension behave the same as for the final name.
+  temporary_ = folder / (target_.stem().string() + temporary_suffix() + target_.extension().string());
+}
+
+OutputFile::~OutputFile() { discard(); }
+
+void OutputFile::commit() {
+  std::error_code ec;
+  if (!overwrite_ && fs::exists(target_, ec))
+    throw IoError(target_.string(), "the output " + target_.string() + " appeared while the run was writing it",
+                  "Pass --overwrite to replace it, or choose another path.");
+  fs::rename(temporary_, target_, ec);
+  if (ec) throw IoError(target_.string(), "could not move the finished output into place: " + ec.message());
+  committed_ = true;
+}
+
+void OutputFile::discard() noexcept {
+  if (committed_ || temporary_.empty()) return;
+  std::error_code ec;
+  fs::remove(temporary_, ec);
+}
+
+}  // namespace reel

@@ -1,0 +1,110 @@
+#include <reel/runtime/report.h>
+
+#include <torch/version.h>
+
+namespace reel {
+
+namespace {
+
+nlohmann::json stream_json(const StreamDesc& s) {
+  nlohmann::json j = {{"width", s.width}, {"height", s.height}, {"channels", s.channels}, {"fps", s.fps.str()}};
+  j["frame_count"] = s.frame_count ? nlohmann::json(*s.frame_count) : nlohmann::json(nullptr);
+  return j;
+}
+
+nlohmann::json memory_json(const MemorySnapshot& m) {
+  nlohmann::json j = {{"host_rss_bytes", m.host_rss_bytes}};
+  if (m.cuda_allocated_bytes) j["cuda_allocated_bytes"] = *m.cuda_allocated_bytes;
+  if (m.cuda_reserved_bytes) j["cuda_reserved_bytes"] = *m.cuda_reserved_bytes;
+  return j;
+}
+
+nlohmann::json param_json(const ParamSpec& p) {
+  nlohmann::json j = {{"name", p.name}, {"type", to_string(p.type)}, {"description", p.description},
+                      {"required", p.required}, {"default", p.default_value}};
+  if (p.min) j["min"] = *p.min;
+  if (p.max) j["max"] = *p.max;
+  if (!p.choices.empty()) j["choices"] = p.choices;
+  return j;
+}
+
+nlohmann::json ports_json(const std::vector<PortSpec>& ports) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& p : ports) list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"description", p.description}});
+  return list;
+}
+
+}  // namespace
+
+nlohmann::json failure_json(const Failure& f) {
+  nlohmann::json j = {{"kind", to_string(f.kind)},       {"exit_code", exit_code(f.kind)}, {"phase", to_string(f.phase)},
+                      {"message", f.user_message()},      {"reason", f.reason},             {"hint", f.hint},
+                      {"detail", f.detail}};
+  if (!f.node_id.empty()) j["node"] = f.node_id;
+  if (!f.node_type.empty()) j["node_type"] = f.node_type;
+  if (!f.plugin.empty()) j["plugin"] = f.plugin;
+  if (f.frame) j["frame"] = *f.frame;
+  if (!f.file.empty()) j["file"] = f.file;
+  if (!f.pointer.empty()) j["pointer"] = f.pointer;
+  return j;
+}
+
+nlohmann::json run_report(const RunResult& r) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const NodeReport& n : r.nodes) {
+    nlohmann::json outputs = nlohmann::json::array();
+    for (const auto& s : n.outputs) outputs.push_back(stream_json(s));
+    nlohmann::json estimate = nlohmann::json::array();
+    for (const auto& e : n.estimate)
+      estimate.push_back({{"device", e.device}, {"weight_bytes", e.weight_bytes}, {"working_bytes", e.working_bytes}});
+    nlohmann::json node = {{"id", n.id},
+                           {"type", n.type},
+                           {"plugin", n.plugin},
+                           {"final_state", to_string(n.state)},
+                           {"outputs", outputs},
+                           {"estimate", estimate},
+                           {"frames_in", n.frames_in},
+                           {"frames_out", n.frames_out},
+                           {"load_seconds", n.load_seconds},
+                           {"busy_seconds", n.busy_seconds},
+                           {"rss_after_load_bytes", n.rss_after_load_bytes},
+                           {"oom_retries", n.oom_retries}};
+    if (!n.cleanup_error.empty()) node["cleanup_error"] = n.cleanup_error;
+    nodes.push_back(std::move(node));
+  }
+  nlohmann::json edges = nlohmann::json::array();
+  for (const EdgeReport& e : r.edges)
+    edges.push_back({{"from", e.from},
+                     {"to", e.to},
+                     {"stream", e.stream ? stream_json(*e.stream) : nlohmann::json(nullptr)},
+                     {"capacity", e.capacity},
+                     {"max_queued", e.max_queued},
+                     {"frames", e.frames}});
+
+  nlohmann::json report = {
+      {"reel_version", REEL_VERSION_STRING},
+      {"libtorch_version", TORCH_VERSION},
+      {"device", device_description()},
+      {"graph", {{"file", r.graph_file}, {"fingerprint_fnv1a64", r.graph_fingerprint}}},
+      {"started_at", r.started_at},
+      {"seconds", r.seconds},
+      {"status", r.ok() ? "succeeded" : (r.cancelled() ? "cancelled" : "failed")},
+      {"nodes", nodes},
+      {"edges", edges},
+      {"memory", {{"before", memory_json(r.memory_before)}, {"after", memory_json(r.memory_after)},
+                  {"peak_host_rss_bytes", r.peak_rss_bytes}}},
+  };
+  report["error"] = r.failure ? failure_json(*r.failure) : nlohmann::json(nullptr);
+  return report;
+}
+
+nlohmann::json node_type_json(const RegisteredType& entry) {
+  const NodeType& t = entry.type;
+  nlohmann::json params = nlohmann::json::array();
+  for (const auto& p : t.params) params.push_back(param_json(p));
+  return {{"type", t.name},         {"description", t.description}, {"plugin", entry.library.string()},
+          {"inputs", ports_json(t.inputs)}, {"outputs", ports_json(t.outputs)}, {"params", params},
+          {"concurrency", t.concurrency},   {"example_params", t.example_params}};
+}
+
+}  // namespace reel

@@ -1,0 +1,201 @@
+#include "commands.h"
+
+#include "console.h"
+
+#include <reel/runtime/report.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace reel::host {
+
+std::optional<Failure> load_graph(const std::string& file, const std::vector<std::string>& sets, GraphSpec& graph) {
+  try {
+    graph = parse_graph_file(file);
+    apply_overrides(graph, sets);
+    return std::nullopt;
+  } catch (...) {
+    Failure f = classify_exception(std::current_exception());
+    f.phase = Phase::parse;
+    if (f.file.empty()) f.file = file;
+    return f;
+  }
+}
+
+namespace {
+
+bool write_json_file(const std::string& path, const nlohmann::json& document) {
+  std::ofstream out(path);
+  out << document.dump(2) << '\n';
+  if (!out) {
+    std::fprintf(stderr, "reel: could not write the report %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+RunResult failed_before_run(const std::string& file, Failure failure) {
+  RunResult r;
+  r.graph_file = file;
+  r.failure = std::move(failure);
+  return r;
+}
+
+}  // namespace
+
+int command_run(const PluginCatalog& catalog, RunArgs args) {
+  auto progress = make_progress_printer(args.progress);
+  args.options.observer = progress.get();
+  args.options.cancel = &cancel_flag();
+  std::vector<RunResult> results;
+  for (const std::string& file : args.graphs) {
+    if (cancel_flag()) break;  // a cancel stops the remaining graphs too
+    std::fprintf(stderr, "reel: running %s\n", file.c_str());
+    GraphSpec graph;
+    if (auto failure = load_graph(file, args.sets, graph)) {
+      results.push_back(failed_before_run(file, *failure));
+    } else {
+      results.push_back(run_graph(graph, catalog, args.options));
+    }
+    print_run_outcome(results.back());
+  }
+
+  int code = 0;
+  std::size_t failed = 0;
+  for (const RunResult& r : results)
+    if (!r.ok()) {
+      ++failed;
+      if (code == 0) code = exit_code(r.failure->kind);
+    }
+  if (args.graphs.size() > 1) {
+    std::fprintf(stderr, "reel: %zu graphs: %zu succeeded, %zu failed%s\n", args.graphs.size(), results.size() - failed,
+                 failed, results.size() < args.graphs.size() ? ", the rest not started (cancelled)" : "");
+    for (const RunResult& r : results)
+      if (!r.ok()) std::fprintf(stderr, "  %s: %s\n", r.graph_file.c_str(), to_string(r.failure->kind));
+  }
+  if (!args.report_file.empty()) {
+    nlohmann::json reports = nlohmann::json::array();
+    for (const RunResult& r : results) reports.push_back(run_report(r));
+    if (!write_json_file(args.report_file, args.graphs.size() == 1 && reports.size() == 1 ? reports[0] : reports) &&
+        code == 0)
+      code = exit_code(ErrorKind::io);
+  }
+  if (cancel_flag() && code == 0) code = exit_code(ErrorKind::cancelled);
+  return code;
+}
+
+int command_validate(const PluginCatalog& catalog, const std::vector<std::string>& graphs,
+                     const std::vector<std::string>& sets) {
+  int code = 0;
+  for (const std::string& file : graphs) {
+    GraphSpec graph;
+    std::optional<Failure> failure = load_graph(file, sets, graph);
+    if (!failure) {
+      try {
+        resolve_graph(graph, catalog);
+      } catch (...) {
+        failure = classify_exception(std::current_exception());
+        failure->phase = Phase::validate;
+      }
+    }
+    if (failure) {
+      std::fprintf(stderr, "%s: invalid\n%s\n", file.c_str(), failure->user_message().c_str());
+      if (code == 0) code = exit_code(failure->kind);
+    } else {
+      std::printf("%s: valid (%zu nodes)\n", file.c_str(), graph.nodes.size());
+    }
+  }
+  return code;
+}
+
+int command_plan(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
+                 const RunOptions& options, bool json) {
+  GraphSpec graph;
+  RunResult plan;
+  if (auto failure = load_graph(file, sets, graph)) plan = failed_before_run(file, *failure);
+  else plan = plan_graph(graph, catalog, options);
+
+  if (json) {
+    nlohmann::json report = run_report(plan);
+    std::cout << report.dump(2) << '\n';
+  } else if (plan.ok()) {
+    std::printf("graph %s\n", file.c_str());
+    std::uint64_t total = 0;
+    for (const NodeReport& n : plan.nodes) {
+      std::uint64_t weights = 0, working = 0;
+      for (const auto& e : n.estimate) weights += e.weight_bytes, working += e.working_bytes;
+      total += weights + working;
+      std::printf("  %-12s %-22s weights %-10s working %s\n", n.id.c_str(), n.type.c_str(), format_bytes(weights).c_str(),
+                  format_bytes(working).c_str());
+    }
+    std::printf("streams\n");
+    for (const EdgeReport& e : plan.edges)
+      std::printf("  %s -> %s: %s\n", e.from.c_str(), e.to.c_str(), e.stream ? e.stream->str().c_str() : "?");
+    std::printf("estimated peak memory: %s (available now: %s)\n", format_bytes(total).c_str(),
+                format_bytes(host_available_bytes()).c_str());
+  }
+  if (!plan.ok()) {
+    std::fprintf(stderr, "reel: cannot plan %s\n%s\n", file.c_str(), plan.failure->user_message().c_str());
+    return exit_code(plan.failure->kind);
+  }
+  return 0;
+}
+
+int command_plugins(const PluginCatalog& catalog, bool json) {
+  if (json) {
+    nlohmann::json doc = {{"node_types", nlohmann::json::array()}, {"refused", nlohmann::json::array()}};
+    for (const auto& [name, entry] : catalog.types()) doc["node_types"].push_back(node_type_json(entry));
+    for (const auto& r : catalog.refused()) doc["refused"].push_back({{"library", r.library.string()}, {"reason", r.reason}});
+    std::cout << doc.dump(2) << '\n';
+    return 0;
+  }
+  for (const auto& [name, entry] : catalog.types())
+    std::printf("%-24s %s  [%s]\n", name.c_str(), entry.type.description.c_str(), entry.library.filename().c_str());
+  if (catalog.types().empty()) std::printf("no node types found; see --plugin-path and REEL_PLUGIN_PATH\n");
+  for (const auto& r : catalog.refused()) std::printf("refused: %s\n", r.reason.c_str());
+  return 0;
+}
+
+int command_describe(const PluginCatalog& catalog, const std::string& type_name, bool json) {
+  const RegisteredType* entry = catalog.find(type_name);
+  if (!entry) {
+    std::fprintf(stderr, "reel: unknown node type '%s'; `reel plugins` lists the known ones\n", type_name.c_str());
+    return exit_code(ErrorKind::invalid_graph);
+  }
+  if (json) {
+    std::cout << node_type_json(*entry).dump(2) << '\n';
+    return 0;
+  }
+  const NodeType& t = entry->type;
+  std::printf("%s - %s\nplugin: %s\n", t.name.c_str(), t.description.c_str(), entry->library.string().c_str());
+  if (t.concurrency > 1) std::printf("concurrency: up to %d frames at once\n", t.concurrency);
+  auto ports = [](const char* title, const std::vector<PortSpec>& list) {
+    std::printf("%s:%s\n", title, list.empty() ? " none" : "");
+    for (const auto& p : list) std::printf("  %-10s %-6s %s\n", p.name.c_str(), to_string(p.kind), p.description.c_str());
+  };
+  ports("inputs", t.inputs);
+  ports("outputs", t.outputs);
+  std::printf("params:%s\n", t.params.empty() ? " none" : "");
+  for (const ParamSpec& p : t.params) {
+    std::string constraint;
+    if (p.required) constraint = "required";
+    else constraint = "default " + p.default_value.dump();
+    if (p.min || p.max) {
+      constraint += ", range ";
+      constraint += p.min ? nlohmann::json(*p.min).dump() : std::string("-inf");
+      constraint += "..";
+      constraint += p.max ? nlohmann::json(*p.max).dump() : std::string("inf");
+    }
+    if (!p.choices.empty()) {
+      constraint += ", one of";
+      for (const auto& c : p.choices) constraint += " " + c;
+    }
+    std::printf("  %-14s %-8s %s\n  %-14s %-8s (%s)\n", p.name.c_str(), to_string(p.type), p.description.c_str(), "", "",
+                constraint.c_str());
+  }
+  if (!t.example_params.empty()) std::printf("example params: %s\n", t.example_params.dump().c_str());
+  return 0;
+}
+
+}  // namespace reel::host

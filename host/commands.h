@@ -1,0 +1,32 @@
+#pragma once
+// One function per `reel` subcommand. Each returns the process exit code (docs/errors.md).
+
+#include <reel/runtime/executor.h>
+#include <reel/runtime/plugin_catalog.h>
+
+#include <string>
+#include <vector>
+
+namespace reel::host {
+
+struct RunArgs {
+  std::vector<std::string> graphs;
+  std::vector<std::string> sets;
+  std::string report_file;
+  bool progress = true;
+  RunOptions options;
+};
+
+int command_run(const PluginCatalog& catalog, RunArgs args);
+int command_validate(const PluginCatalog& catalog, const std::vector<std::string>& graphs,
+                     const std::vector<std::string>& sets);
+int command_plan(const PluginCatalog& catalog, const std::string& graph, const std::vector<std::string>& sets,
+                 const RunOptions& options, bool json);
+int command_plugins(const PluginCatalog& catalog, bool json);
+int command_describe(const PluginCatalog& catalog, const std::string& type, bool json);
+int command_worker(const PluginCatalog& catalog, const RunOptions& options);
+
+// Parses a graph and applies --set; a failure comes back as a Failure (never throws).
+std::optional<Failure> load_graph(const std::string& file, const std::vector<std::string>& sets, GraphSpec& graph);
+
+}  // namespace reel::host

@@ -1,0 +1,150 @@
+#include "console.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+namespace reel::host {
+
+namespace {
+
+// One JSON object per line, for log collectors.
+class JsonLineSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit JsonLineSink(std::FILE* out) : out_(out) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    auto seconds = std::chrono::duration<double>(msg.time.time_since_epoch()).count();
+    nlohmann::json line = {{"time", seconds},
+                           {"level", spdlog::level::to_string_view(msg.level).data()},
+                           {"message", std::string(msg.payload.data(), msg.payload.size())}};
+    std::fprintf(out_, "%s\n", line.dump().c_str());
+  }
+  void flush_() override { std::fflush(out_); }
+
+ private:
+  std::FILE* out_;
+};
+
+std::atomic<bool> g_cancel{false};
+
+extern "C" void on_signal(int) {
+  if (g_cancel.exchange(true)) ::_exit(130);  // second signal: stop now
+}
+
+}  // namespace
+
+void setup_logging(const LogOptions& options) {
+  spdlog::sink_ptr sink;
+  if (!options.file.empty()) {
+    if (options.format == "json") {
+      std::FILE* f = std::fopen(options.file.c_str(), "a");
+      if (!f) throw Error(ErrorKind::io, "cannot open the log file " + options.file);
+      sink = std::make_shared<JsonLineSink>(f);
+    } else {
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(options.file);
+    }
+  } else if (options.format == "json") {
+    sink = std::make_shared<JsonLineSink>(stderr);
+  } else {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  }
+  if (options.format != "json") sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  auto logger = std::make_shared<spdlog::logger>("reel", sink);
+  logger->set_level(spdlog::level::from_str(options.level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+void install_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+const std::atomic<bool>& cancel_flag() { return g_cancel; }
+
+namespace {
+
+class ProgressPrinter : public RunObserver {
+ public:
+  ProgressPrinter() : terminal_(::isatty(STDERR_FILENO) != 0) {}
+  ~ProgressPrinter() override {
+    if (terminal_ && drawn_) std::fprintf(stderr, "\n");
+  }
+
+  void on_node_state(const std::string& node_id, NodeState state) override {
+    std::lock_guard lock(mutex_);
+    if (state == NodeState::unloaded || state == NodeState::failed) {
+      if (!terminal_) {
+        auto& p = progress_[node_id];
+        std::fprintf(stderr, "  %s: %s after %lld frames\n", node_id.c_str(), to_string(state), static_cast<long long>(p.first));
+      }
+    }
+  }
+
+  void on_progress(const std::string& node_id, std::int64_t frames, std::optional<std::int64_t> expected) override {
+    std::lock_guard lock(mutex_);
+    progress_[node_id] = {frames, expected};
+    auto now = std::chrono::steady_clock::now();
+    auto interval = terminal_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
+    if (now - last_ < interval) return;
+    last_ = now;
+    std::string line;
+    for (const auto& [id, p] : progress_) {
+      if (!line.empty()) line += " | ";
+      line += id;
+      line += ' ';
+      line += std::to_string(p.first);
+      if (p.second) {
+        line += '/';
+        line += std::to_string(*p.second);
+      }
+    }
+    if (terminal_) {
+      std::fprintf(stderr, "\r\033[K  %s", line.c_str());
+      drawn_ = true;
+    } else {
+      std::fprintf(stderr, "  progress: %s\n", line.c_str());
+    }
+  }
+
+ private:
+  bool terminal_;
+  bool drawn_ = false;
+  std::mutex mutex_;
+  std::map<std::string, std::pair<std::int64_t, std::optional<std::int64_t>>> progress_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+std::unique_ptr<RunObserver> make_progress_printer(bool enabled) {
+  if (!enabled) return nullptr;
+  return std::make_unique<ProgressPrinter>();
+}
+
+void print_run_outcome(const RunResult& r) {
+  if (r.ok()) {
+    std::fprintf(stderr, "reel: %s succeeded in %.2f s (peak host memory %s)\n", r.graph_file.c_str(), r.seconds,
+                 format_bytes(r.peak_rss_bytes).c_str());
+    return;
+  }
+  std::fprintf(stderr, "reel: %s %s\n%s\n", r.graph_file.c_str(), r.cancelled() ? "was cancelled" : "failed",
+               r.failure->user_message().c_str());
+  spdlog::info("{} failed; detail: {}", r.graph_file, r.failure->detail);
+}
+
+}  // namespace reel::host

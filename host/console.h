@@ -1,0 +1,30 @@
+#pragma once
+// Everything the host prints besides command results: log set-up, progress, run summaries,
+// and the cancel flag that SIGINT/SIGTERM set.
+
+#include <reel/runtime/executor.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+namespace reel::host {
+
+struct LogOptions {
+  std::string level = "warn";   // trace, debug, info, warn, error, off
+  std::string format = "text";  // text | json
+  std::string file;             // empty: stderr
+};
+void setup_logging(const LogOptions& options);
+
+// First SIGINT/SIGTERM: set the flag (the run is cancelled and cleaned up). Second: exit at once.
+void install_signal_handlers();
+const std::atomic<bool>& cancel_flag();
+
+// Progress per node: a redrawn line on a terminal, plain lines otherwise.
+std::unique_ptr<RunObserver> make_progress_printer(bool enabled);
+
+// "graph: succeeded in 1.2 s ..." or the failure's user message.
+void print_run_outcome(const RunResult& result);
+
+}  // namespace reel::host

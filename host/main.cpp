@@ -1,0 +1,129 @@
+// reel: run AI video pipelines described as JSON graphs.
+#include "commands.h"
+#include "console.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cctype>
+#include <cstdio>
+
+namespace {
+
+// "8G", "512M", "1.5GiB", "1000000": bytes.
+std::uint64_t parse_size(const std::string& text) {
+  std::size_t used = 0;
+  double value = std::stod(text, &used);
+  std::string unit = text.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (!unit.empty() && unit.back() == 'B') unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'I') unit.pop_back();
+  double scale = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1024.0 * 1024 : unit == "G" ? 1024.0 * 1024 * 1024 : unit == "T" ? 1024.0 * 1024 * 1024 * 1024 : -1;
+  if (scale < 0 || value < 0) throw std::invalid_argument("not a size");
+  return static_cast<std::uint64_t>(value * scale);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace reel;
+  CLI::App app{"reel " REEL_VERSION_STRING " - run AI video pipelines described as JSON graphs.\n"
+               "Exit codes: 0 ok, 64 usage, 65 invalid graph, 66 bad input, 69 device error, 70 internal error,\n"
+               "74 I/O error, 75 out of memory, 78 plugin error, 130 cancelled (docs/errors.md)."};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
+  app.set_version_flag("--version", std::string("reel ") + REEL_VERSION_STRING);
+
+  std::vector<std::string> plugin_dirs;
+  host::LogOptions log;
+  app.add_option("--plugin-path", plugin_dirs, "Folder with plugin libraries, searched before REEL_PLUGIN_PATH and the "
+                                               "install folder (repeatable)");
+  app.add_option("--log-level", log.level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log.format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  app.add_option("--log-file", log.file, "Write the log to this file instead of stderr");
+
+  RunOptions options;
+  std::string max_memory;
+  auto add_run_options = [&](CLI::App* cmd) {
+    cmd->add_option("--edge-capacity", options.edge_capacity, "Frames that may wait on one edge")
+        ->check(CLI::Range(1, 1024))->capture_default_str();
+    cmd->add_option("--threads", options.threads, "Worker threads (0: one per core)")->check(CLI::Range(0, 1024));
+    cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / threads)")
+        ->check(CLI::Range(0, 1024));
+    cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)");
+    cmd->add_option("--oom-retries", options.max_oom_retries, "Degrade-and-retry attempts per node after out of memory")
+        ->check(CLI::Range(0, 100))->capture_default_str();
+  };
+
+  host::RunArgs run;
+  CLI::App* run_cmd = app.add_subcommand("run", "Run graphs one after another in this process; a failed graph does "
+                                                "not stop the next");
+  run_cmd->add_option("graphs", run.graphs, "Graph files")->required();
+  run_cmd->add_option("--set", run.sets, "Override a parameter: node.param=value (repeatable)");
+  run_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files");
+  run_cmd->add_option("--report", run.report_file, "Write the run report JSON here (an array for several graphs)");
+  run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress");
+  add_run_options(run_cmd);
+
+  std::vector<std::string> graphs, sets;
+  CLI::App* validate_cmd = app.add_subcommand("validate", "Check graphs without configuring or loading anything");
+  validate_cmd->add_option("graphs", graphs, "Graph files")->required();
+  validate_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)");
+
+  std::string plan_graph_file;
+  bool json = false;
+  CLI::App* plan_cmd = app.add_subcommand("plan", "Show negotiated streams and memory estimates; loads no model");
+  plan_cmd->add_option("graph", plan_graph_file, "Graph file")->required();
+  plan_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)");
+  plan_cmd->add_flag("--json", json, "Print the plan as JSON");
+  add_run_options(plan_cmd);
+
+  CLI::App* plugins_cmd = app.add_subcommand("plugins", "List node types and refused plugin libraries");
+  plugins_cmd->add_flag("--json", json, "Print as JSON");
+
+  std::string type_name;
+  CLI::App* describe_cmd = app.add_subcommand("describe", "Show a node type's ports and parameters");
+  describe_cmd->add_option("type", type_name, "Node type, e.g. upscaler.resize")->required();
+  describe_cmd->add_flag("--json", json, "Print as JSON");
+
+  CLI::App* worker_cmd = app.add_subcommand("worker", "Run jobs read as JSON lines on stdin; print events as JSON "
+                                                      "lines on stdout");
+  worker_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files by default");
+  add_run_options(worker_cmd);
+
+  try {
+    app.parse(argc, argv);
+    if (!max_memory.empty()) options.memory_budget = parse_size(max_memory);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 64;  // EX_USAGE
+  } catch (const std::invalid_argument&) {
+    std::fprintf(stderr, "reel: --max-memory '%s' is not a size such as 8G or 512M\n", max_memory.c_str());
+    return 64;
+  }
+
+  try {
+    host::setup_logging(log);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reel: %s\n", e.what());
+    return exit_code(ErrorKind::io);
+  }
+  host::install_signal_handlers();
+
+  PluginCatalog catalog;
+  for (const auto& dir : plugin_dirs) catalog.load_directory(dir);
+  for (const auto& dir : default_plugin_path()) catalog.load_directory(dir);
+
+  if (*run_cmd) {
+    run.options = options;
+    return host::command_run(catalog, run);
+  }
+  if (*validate_cmd) return host::command_validate(catalog, graphs, sets);
+  if (*plan_cmd) return host::command_plan(catalog, plan_graph_file, sets, options, json);
+  if (*plugins_cmd) return host::command_plugins(catalog, json);
+  if (*describe_cmd) return host::command_describe(catalog, type_name, json);
+  if (*worker_cmd) return host::command_worker(catalog, options);
+  return 64;
+}

@@ -1,0 +1,280 @@
+// Test node types with fault injection. Every type takes the same fault parameters, so a test can
+// make any node, in any position, fail in any phase with any kind of exception, and read back the
+// lifecycle calls it received from a journal file.
+#include <reel/reel.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <new>
+#include <thread>
+
+namespace {
+
+struct NotAStdException {
+  int code = 42;
+};
+
+std::mutex journal_mutex;
+
+class FaultyNode : public reel::Node {
+ public:
+  std::vector<reel::StreamDesc> configure(const reel::NodeConfig& config) override {
+    id_ = std::string(config.node_id);
+    const reel::Params& p = config.params;
+    journal_path_ = p.string("journal");
+    fail_phase_ = p.string("fail_phase");
+    fail_frame_ = p.integer("fail_frame");
+    fail_with_ = p.string("fail_with");
+    fail_times_ = p.integer("fail_times");
+    degradable_ = p.boolean("degradable");
+    model_mib_ = p.integer("model_mib");
+    delay_us_ = p.integer("delay_us");
+    record("configure");
+    maybe_fail("configure", -1);
+    return configure_streams(config);
+  }
+
+  void load() override {
+    record("load");
+    if (model_mib_ > 0) {
+      // A real allocation, written so it is resident: what a model's weights do to RSS.
+      model_ = at::full({model_mib_ * 1024 * 1024 / 4}, 1.0f, at::kFloat);
+    }
+    maybe_fail("load", -1);
+  }
+
+  void finish(reel::Emitter& out) override {
+    record("finish");
+    maybe_fail("finish", -1);
+    finish_streams(out);
+  }
+
+  void unload() override {
+    record("unload");
+    model_ = at::Tensor();
+    if (fail_phase_ == "unload") throw std::runtime_error("injected failure in unload");
+  }
+
+  bool degrade() override {
+    record("degrade");
+    return degradable_;
+  }
+
+  void discard_outputs() override {
+    record("discard_outputs");
+    discard_streams();
+    if (fail_phase_ == "discard") throw std::runtime_error("injected failure in discard_outputs");
+  }
+
+ protected:
+  virtual std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) = 0;
+  virtual void finish_streams(reel::Emitter&) {}
+  virtual void discard_streams() {}
+
+  void record(const std::string& event, std::int64_t frame = -1) {
+    if (journal_path_.empty()) return;
+    std::lock_guard lock(journal_mutex);
+    std::ofstream journal(journal_path_, std::ios::app);
+    journal << id_ << ' ' << event;
+    if (frame >= 0) journal << ' ' << frame;
+    journal << '\n';
+  }
+
+  // Throws the configured exception when `phase` and `frame` match (fail_frame -1: any frame).
+  void maybe_fail(const std::string& phase, std::int64_t frame) {
+    if (phase != fail_phase_ || (fail_frame_ >= 0 && frame >= 0 && frame != fail_frame_)) return;
+    if (fail_times_ >= 0 && fired_ >= fail_times_) return;
+    ++fired_;
+    record("throw " + fail_with_, frame);
+    std::string where = "injected failure in " + phase;
+    if (fail_with_ == "c10_oom") throw c10::OutOfMemoryError({__func__, __FILE__, __LINE__}, "CUDA out of memory. Tried to allocate 2.00 GiB (" + where + ")");
+    if (fail_with_ == "bad_alloc") throw std::bad_alloc();
+    if (fail_with_ == "c10_error") throw c10::Error({__func__, __FILE__, __LINE__}, "Expected tensor of shape [3] (" + where + ")");
+    if (fail_with_ == "runtime_error") throw std::runtime_error(where);
+    if (fail_with_ == "non_std") throw NotAStdException{};
+    if (fail_with_ == "script_oom") throw std::runtime_error("The following operation failed in the TorchScript interpreter.\nRuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB");
+    if (fail_with_ == "cuda_error") throw c10::Error({__func__, __FILE__, __LINE__}, "CUDA error: an illegal memory access was encountered");
+    if (fail_with_ == "bad_input") throw reel::BadInputError(where + ": the input is corrupt");
+    if (fail_with_ == "io") throw reel::IoError("/nonexistent/out.bin", where + ": disk full");
+    if (fail_with_ == "invalid_param") throw reel::InvalidParamError("fail_with", where + ": rejected by configure");
+    throw std::logic_error("unknown fail_with " + fail_with_);
+  }
+
+  void pause() const {
+    if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
+  }
+
+  std::string id_;
+  std::int64_t fail_frame_ = -1;
+  std::int64_t delay_us_ = 0;
+
+ private:
+  std::string journal_path_, fail_phase_, fail_with_;
+  std::int64_t fail_times_ = -1, fired_ = 0, model_mib_ = 0;
+  bool degradable_ = false;
+  at::Tensor model_;
+
+ public:
+  void fail_in_stream(std::int64_t frame) { maybe_fail("process", frame); }
+};
+
+// Frame k is a uniform image of value k % 256, with its index in metadata.
+class Source : public FaultyNode {
+ public:
+  std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
+    frames_ = config.params.integer("frames");
+    reel::StreamDesc s;
+    s.width = static_cast<int>(config.params.integer("width"));
+    s.height = static_cast<int>(config.params.integer("height"));
+    s.fps = {24, 1};
+    s.frame_count = frames_;
+    width_ = s.width, height_ = s.height;
+    return {s};
+  }
+  bool produce(reel::Emitter& out) override {
+    if (next_ >= frames_) return false;
+    record("produce", next_);
+    fail_in_stream(next_);
+    pause();
+    reel::Frame frame;
+    frame.image = at::full({3, height_, width_}, static_cast<std::uint8_t>(next_ % 256), at::kByte);
+    frame.metadata["source_index"] = std::to_string(next_);
+    out.emit(std::move(frame));
+    return ++next_ < frames_;
+  }
+
+ private:
+  std::int64_t frames_ = 0, next_ = 0;
+  int width_ = 8, height_ = 8;
+};
+
+// Passes frames on unchanged; `copies` > 1 emits each frame that many times (like an interpolator).
+class Map : public FaultyNode {
+ public:
+  std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
+    copies_ = config.params.integer("copies");
+    reel::StreamDesc s = config.inputs.at(0);
+    if (s.frame_count) s.frame_count = *s.frame_count * copies_;
+    return {s};
+  }
+  void process(const reel::Frame& frame, int, reel::Emitter& out) override {
+    record("process", frame.index);
+    fail_in_stream(frame.index);
+    pause();
+    // Uneven work per frame, so concurrent instances finish out of order.
+    if (delay_us_ > 0 && frame.index % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_ * 2));
+    for (std::int64_t k = 0; k < copies_; ++k) out.emit(reel::Frame{frame.image, 0, frame.metadata});
+  }
+
+ private:
+  std::int64_t copies_ = 1;
+};
+
+// Writes "index source_index" per frame to `path` (temporary name, renamed at finish) and refuses
+// frames that arrive out of order.
+class Sink : public FaultyNode {
+ public:
+  std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
+    if (!config.params.string("path").empty()) {
+      output_ = std::make_unique<reel::OutputFile>(config.params.string("path"), config.overwrite_outputs);
+    }
+    return {};
+  }
+  void process(const reel::Frame& frame, int, reel::Emitter&) override {
+    record("process", frame.index);
+    fail_in_stream(frame.index);
+    pause();
+    if (frame.index != expected_)
+      throw std::logic_error("frame " + std::to_string(frame.index) + " arrived, expected " + std::to_string(expected_));
+    ++expected_;
+    if (output_) {
+      if (!file_.is_open()) file_.open(output_->temporary());
+      auto it = frame.metadata.find("source_index");
+      file_ << frame.index << ' ' << (it == frame.metadata.end() ? "-" : it->second) << '\n';
+    }
+  }
+  void finish_streams(reel::Emitter&) override {
+    if (!output_) return;
+    if (!file_.is_open()) file_.open(output_->temporary());
+    file_.close();
+    output_->commit();
+  }
+  void discard_streams() override {
+    if (file_.is_open()) file_.close();
+    if (output_) output_->discard();
+  }
+
+ private:
+  std::unique_ptr<reel::OutputFile> output_;
+  std::ofstream file_;
+  std::int64_t expected_ = 0;
+};
+
+std::vector<reel::ParamSpec> fault_params() {
+  using reel::ParamSpec;
+  return {
+      ParamSpec::choice("fail_phase", "none", {"none", "configure", "load", "process", "finish", "unload", "discard"},
+                        "Lifecycle call that throws ('process' means produce for a source)"),
+      ParamSpec::integer("fail_frame", -1, "Frame at which process/produce throws; -1: the first").range(-1, std::nullopt),
+      ParamSpec::choice("fail_with", "runtime_error",
+                        {"c10_oom", "bad_alloc", "c10_error", "runtime_error", "non_std", "script_oom", "cuda_error",
+                         "bad_input", "io", "invalid_param"},
+                        "What is thrown"),
+      ParamSpec::integer("fail_times", -1, "How many times the fault fires; -1: every time").range(-1, std::nullopt),
+      ParamSpec::boolean("degradable", false, "degrade() returns true (out-of-memory retries)"),
+      ParamSpec::integer("model_mib", 0, "MiB held from load to unload, like model weights").range(0, 16384),
+      ParamSpec::integer("delay_us", 0, "Microseconds of work per frame").range(0, 10000000),
+      ParamSpec::string("journal", "", "File that receives one line per lifecycle call"),
+  };
+}
+
+reel::NodeType with_fault_params(reel::NodeType type) {
+  auto common = fault_params();
+  type.params.insert(type.params.end(), common.begin(), common.end());
+  return type;
+}
+
+void register_nodes(reel::Registry& registry) {
+  using reel::ParamSpec;
+  registry.add(with_fault_params({
+      .name = "test.source",
+      .description = "Counting frames (value k at frame k), with fault injection",
+      .params = {ParamSpec::integer("frames", 10, "Frames to produce").range(0, std::nullopt),
+                 ParamSpec::integer("width", 8, "Width").range(1, 8192),
+                 ParamSpec::integer("height", 8, "Height").range(1, 8192)},
+      .outputs = {{"out", reel::PortKind::video, "Counting frames"}},
+      .create = [] { return std::make_unique<Source>(); },
+  }));
+  registry.add(with_fault_params({
+      .name = "test.map",
+      .description = "Passes frames on (copies times each), with fault injection",
+      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16)},
+      .inputs = {{"in", reel::PortKind::video, "Frames"}},
+      .outputs = {{"out", reel::PortKind::video, "The same frames"}},
+      .create = [] { return std::make_unique<Map>(); },
+  }));
+  registry.add(with_fault_params({
+      .name = "test.parallel_map",
+      .description = "test.map that processes up to 4 frames at once",
+      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16)},
+      .inputs = {{"in", reel::PortKind::video, "Frames"}},
+      .outputs = {{"out", reel::PortKind::video, "The same frames, in order"}},
+      .concurrency = 4,
+      .create = [] { return std::make_unique<Map>(); },
+  }));
+  registry.add(with_fault_params({
+      .name = "test.sink",
+      .description = "Checks frame order and writes one line per frame to path",
+      .params = {ParamSpec::string("path", "", "Output text file; empty: write nothing")},
+      .inputs = {{"in", reel::PortKind::video, "Frames"}},
+      .create = [] { return std::make_unique<Sink>(); },
+  }));
+}
+
+}  // namespace
+
+REEL_PLUGIN(register_nodes)
