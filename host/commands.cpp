@@ -181,12 +181,7 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
     std::string constraint;
     if (p.required) constraint = "required";
     else constraint = "default " + p.default_value.dump();
-    if (p.min || p.max) {
-      constraint += ", range ";
-      constraint += p.min ? nlohmann::json(*p.min).dump() : std::string("-inf");
-      constraint += "..";
-      constraint += p.max ? nlohmann::json(*p.max).dump() : std::string("inf");
-    }
+    if (p.min || p.max) constraint += ", " + p.range_text();
     if (!p.choices.empty()) {
       constraint += ", one of";
       for (const auto& c : p.choices) constraint += " " + c;

@@ -39,16 +39,84 @@ std::string suggest(const std::string& wrong, const std::vector<std::string>& kn
   return "known: " + list;
 }
 
-std::string range_text(const ParamSpec& spec) {
-  auto num = [](double v) {
-    std::string s = std::to_string(v);
-    if (v == std::floor(v)) s = std::to_string(static_cast<long long>(v));
-    return s;
-  };
-  if (spec.min && spec.max) return "from " + num(*spec.min) + " to " + num(*spec.max);
-  if (spec.min) return "at least " + num(*spec.min);
-  return "at most " + num(*spec.max);
-}
+// Schema checks for one node's params.
+class ParamChecker {
+ public:
+  ParamChecker(std::string file, std::string node, std::string pointer)
+      : file_(std::move(file)), node_(std::move(node)), pointer_(std::move(pointer)) {}
+
+  nlohmann::json check(const NodeType& type, const nlohmann::json& given) const {
+    nlohmann::json values = nlohmann::json::object();
+    std::vector<std::string> names;
+    for (const auto& spec : type.params) names.push_back(spec.name);
+    for (const auto& [name, value] : given.items()) {
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        fail(pointer_ + "/params/" + name,
+             "node '" + node_ + "' (" + type.name + ") has no parameter '" + name + "'", suggest(name, names));
+    }
+    for (const ParamSpec& spec : type.params) {
+      std::string pointer = pointer_ + "/params/" + spec.name;
+      auto it = given.find(spec.name);
+      if (it == given.end() || it->is_null()) {
+        if (spec.required)
+          fail(pointer, "node '" + node_ + "' needs parameter '" + spec.name + "'", spec.description);
+        values[spec.name] = spec.default_value;
+        continue;
+      }
+      values[spec.name] = check_value(spec, *it, pointer);
+    }
+    return values;
+  }
+
+  nlohmann::json check_value(const ParamSpec& spec, const nlohmann::json& value,
+                             const std::string& pointer) const {
+    auto wrong_type = [&] {
+      fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' must be " +
+                                 (spec.type == ParamType::integer ? "an integer" : std::string("a ") + to_string(spec.type)) +
+                                 ", not " + value.dump());
+    };
+    switch (spec.type) {
+      case ParamType::integer:
+        if (!value.is_number_integer()) {
+          // 2.0 is an integer to a person.
+          if (!value.is_number_float() || value.get<double>() != std::floor(value.get<double>())) wrong_type();
+        }
+        break;
+      case ParamType::number:
+        if (!value.is_number()) wrong_type();
+        break;
+      case ParamType::boolean:
+        if (!value.is_boolean()) wrong_type();
+        break;
+      case ParamType::string:
+        if (!value.is_string()) wrong_type();
+        break;
+      case ParamType::choice: {
+        if (!value.is_string()) wrong_type();
+        auto text = value.get<std::string>();
+        if (std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end())
+          fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' is '" + text +
+                                     "', not one of its choices", suggest(text, spec.choices));
+        break;
+      }
+    }
+    if (spec.type == ParamType::integer || spec.type == ParamType::number) {
+      double v = value.get<double>();
+      if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max))
+        fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' is " + value.dump() +
+                                   ", out of range: it must be " + spec.range_text());
+      if (spec.type == ParamType::integer) return static_cast<std::int64_t>(v);
+    }
+    return value;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& pointer, const std::string& message, std::string hint = {}) const {
+    throw GraphError(file_, node_, pointer, message, std::move(hint));
+  }
+
+  std::string file_, node_, pointer_;
+};
 
 class Resolver {
  public:
@@ -62,7 +130,8 @@ class Resolver {
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       nodes[i].spec = &graph_.nodes[i];
       nodes[i].type = resolve_type(graph_.nodes[i]);
-      nodes[i].params = Params(resolve_params(graph_.nodes[i], nodes[i].type->type));
+      nodes[i].params = validate_params(nodes[i].type->type, graph_.nodes[i].params, graph_.file, graph_.nodes[i].id,
+                                        graph_.nodes[i].pointer);
     }
     // Connections, by original index for now.
     std::vector<std::vector<std::pair<std::size_t, int>>> from(nodes.size());
@@ -102,71 +171,6 @@ class Resolver {
       hint += (hint.empty() ? "" : "; ") + std::to_string(catalog_.refused().size()) +
               " plugin(s) were refused at start-up (see `reel plugins`)";
     fail(node.id, node.pointer + "/type", "node '" + node.id + "' has unknown type '" + node.type + "'", hint);
-  }
-
-  nlohmann::json resolve_params(const NodeSpec& node, const NodeType& type) const {
-    nlohmann::json values = nlohmann::json::object();
-    std::vector<std::string> names;
-    for (const auto& spec : type.params) names.push_back(spec.name);
-    for (const auto& [name, value] : node.params.items()) {
-      if (std::find(names.begin(), names.end(), name) == names.end())
-        fail(node.id, node.pointer + "/params/" + name,
-             "node '" + node.id + "' (" + type.name + ") has no parameter '" + name + "'", suggest(name, names));
-    }
-    for (const ParamSpec& spec : type.params) {
-      std::string pointer = node.pointer + "/params/" + spec.name;
-      auto it = node.params.find(spec.name);
-      if (it == node.params.end() || it->is_null()) {
-        if (spec.required)
-          fail(node.id, pointer, "node '" + node.id + "' needs parameter '" + spec.name + "'", spec.description);
-        values[spec.name] = spec.default_value;
-        continue;
-      }
-      values[spec.name] = check_value(node, spec, *it, pointer);
-    }
-    return values;
-  }
-
-  nlohmann::json check_value(const NodeSpec& node, const ParamSpec& spec, const nlohmann::json& value,
-                             const std::string& pointer) const {
-    auto wrong_type = [&] {
-      fail(node.id, pointer, "parameter '" + spec.name + "' of node '" + node.id + "' must be " +
-                                 (spec.type == ParamType::integer ? "an integer" : std::string("a ") + to_string(spec.type)) +
-                                 ", not " + value.dump());
-    };
-    switch (spec.type) {
-      case ParamType::integer:
-        if (!value.is_number_integer()) {
-          // 2.0 is an integer to a person.
-          if (!value.is_number_float() || value.get<double>() != std::floor(value.get<double>())) wrong_type();
-        }
-        break;
-      case ParamType::number:
-        if (!value.is_number()) wrong_type();
-        break;
-      case ParamType::boolean:
-        if (!value.is_boolean()) wrong_type();
-        break;
-      case ParamType::string:
-        if (!value.is_string()) wrong_type();
-        break;
-      case ParamType::choice: {
-        if (!value.is_string()) wrong_type();
-        auto text = value.get<std::string>();
-        if (std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end())
-          fail(node.id, pointer, "parameter '" + spec.name + "' of node '" + node.id + "' is '" + text +
-                                     "', not one of its choices", suggest(text, spec.choices));
-        break;
-      }
-    }
-    if (spec.type == ParamType::integer || spec.type == ParamType::number) {
-      double v = value.get<double>();
-      if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max))
-        fail(node.id, pointer, "parameter '" + spec.name + "' of node '" + node.id + "' is " + value.dump() +
-                                   ", out of range: it must be " + range_text(spec));
-      if (spec.type == ParamType::integer) return static_cast<std::int64_t>(v);
-    }
-    return value;
   }
 
   std::vector<std::pair<std::size_t, int>> resolve_inputs(const ResolvedNode& node, const std::vector<ResolvedNode>& nodes,
@@ -265,6 +269,12 @@ class Resolver {
 };
 
 }  // namespace
+
+Params validate_params(const NodeType& type, const nlohmann::json& values, const std::string& file,
+                       const std::string& node_id, const std::string& pointer) {
+  if (!values.is_object()) throw GraphError(file, node_id, pointer + "/params", "\"params\" must be an object");
+  return Params(ParamChecker(file, node_id, pointer).check(type, values));
+}
 
 ResolvedGraph resolve_graph(const GraphSpec& graph, const PluginCatalog& catalog) {
   return Resolver(graph, catalog).resolve();

@@ -1,6 +1,8 @@
 #include <reel/error.h>
 #include <reel/params.h>
 
+#include <cmath>
+
 namespace reel {
 
 const char* to_string(ParamType type) noexcept {
@@ -52,6 +54,16 @@ ParamSpec& ParamSpec::range(std::optional<double> lo, std::optional<double> hi) 
   min = lo;
   max = hi;
   return *this;
+}
+
+std::string ParamSpec::range_text() const {
+  auto text = [](double v) {
+    return v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<long long>(v)) : nlohmann::json(v).dump();
+  };
+  if (min && max) return "from " + text(*min) + " to " + text(*max);
+  if (min) return "at least " + text(*min);
+  if (max) return "at most " + text(*max);
+  return {};
 }
 
 const nlohmann::json& Params::at(const std::string& name) const {

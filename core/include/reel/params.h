@@ -35,6 +35,9 @@ struct ParamSpec {
   // No default: the graph must set it.
   ParamSpec& make_required();
   ParamSpec& range(std::optional<double> lo, std::optional<double> hi);
+
+  // "from 1 to 8192", "at least 0", "at most 10"; empty without a range.
+  std::string range_text() const;
 };
 
 // Validated values with every default filled in.

@@ -70,6 +70,11 @@ namespace {
 class RunMonitor {
  public:
   explicit RunMonitor(RunState& run) : run_(run), peak_(host_rss_bytes()) {
+    // Resetting the kernel's high-water mark makes the peak exact, even for allocations that
+    // live shorter than one sampling period (a model loaded by a node that fails at once).
+    std::ofstream reset("/proc/self/clear_refs");
+    reset << "5" << std::flush;
+    exact_peak_ = reset.good();
     thread_ = std::thread([this] {
       std::unique_lock lock(mutex_);
       while (!done_) {
@@ -87,12 +92,22 @@ class RunMonitor {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
-    return peak_ = std::max<std::uint64_t>(peak_, host_rss_bytes());
+    peak_ = std::max<std::uint64_t>(peak_, host_rss_bytes());
+    if (exact_peak_) peak_ = std::max(peak_, kernel_peak_rss());
+    return peak_;
   }
 
  private:
+  static std::uint64_t kernel_peak_rss() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+    return 0;
+  }
+
   RunState& run_;
   std::uint64_t peak_;
+  bool exact_peak_ = false;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool done_ = false;
@@ -165,6 +180,7 @@ void configure_all(RunState& run, const GraphSpec& graph) {
         f.pointer = n->spec->pointer + "/params/" + e.param();
       } catch (...) {
       }
+      n->state = NodeState::failed;
       run.fail(std::move(f));
       return;
     }

@@ -33,16 +33,21 @@ class FaultyNode : public reel::Node {
     degradable_ = p.boolean("degradable");
     model_mib_ = p.integer("model_mib");
     delay_us_ = p.integer("delay_us");
+    device_ = p.string("device");
     record("configure");
     maybe_fail("configure", -1);
     return configure_streams(config);
+  }
+
+  std::vector<reel::MemoryEstimate> estimate() const override {
+    return {{device_, static_cast<std::uint64_t>(model_mib_) * 1024 * 1024, 0}};
   }
 
   void load() override {
     record("load");
     if (model_mib_ > 0) {
       // A real allocation, written so it is resident: what a model's weights do to RSS.
-      model_ = at::full({model_mib_ * 1024 * 1024 / 4}, 1.0f, at::kFloat);
+      model_ = at::full({model_mib_ * 1024 * 1024 / 4}, 1.0f, at::TensorOptions(at::kFloat).device(device_));
     }
     maybe_fail("load", -1);
   }
@@ -113,7 +118,7 @@ class FaultyNode : public reel::Node {
   std::int64_t delay_us_ = 0;
 
  private:
-  std::string journal_path_, fail_phase_, fail_with_;
+  std::string journal_path_, fail_phase_, fail_with_, device_;
   std::int64_t fail_times_ = -1, fired_ = 0, model_mib_ = 0;
   bool degradable_ = false;
   at::Tensor model_;
@@ -229,6 +234,7 @@ std::vector<reel::ParamSpec> fault_params() {
       ParamSpec::integer("model_mib", 0, "MiB held from load to unload, like model weights").range(0, 16384),
       ParamSpec::integer("delay_us", 0, "Microseconds of work per frame").range(0, 10000000),
       ParamSpec::string("journal", "", "File that receives one line per lifecycle call"),
+      ParamSpec::choice("device", "cpu", {"cpu", "cuda"}, "Where the model_mib allocation lives"),
   };
 }
 
@@ -243,10 +249,11 @@ void register_nodes(reel::Registry& registry) {
   registry.add(with_fault_params({
       .name = "test.source",
       .description = "Counting frames (value k at frame k), with fault injection",
-      .params = {ParamSpec::integer("frames", 10, "Frames to produce").range(0, std::nullopt),
+      .params = {ParamSpec::integer("frames", 0, "Frames to produce").range(0, std::nullopt).make_required(),
                  ParamSpec::integer("width", 8, "Width").range(1, 8192),
                  ParamSpec::integer("height", 8, "Height").range(1, 8192)},
       .outputs = {{"out", reel::PortKind::video, "Counting frames"}},
+      .example_params = {{"frames", 3}},
       .create = [] { return std::make_unique<Source>(); },
   }));
   registry.add(with_fault_params({
@@ -271,6 +278,13 @@ void register_nodes(reel::Registry& registry) {
       .description = "Checks frame order and writes one line per frame to path",
       .params = {ParamSpec::string("path", "", "Output text file; empty: write nothing")},
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
+      .create = [] { return std::make_unique<Sink>(); },
+  }));
+  registry.add(with_fault_params({
+      .name = "test.image_sink",
+      .description = "test.sink with an image (one-frame) input",
+      .params = {ParamSpec::string("path", "", "Output text file; empty: write nothing")},
+      .inputs = {{"image", reel::PortKind::image, "One frame"}},
       .create = [] { return std::make_unique<Sink>(); },
   }));
 }

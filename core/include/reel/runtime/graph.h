@@ -66,6 +66,11 @@ struct ResolvedGraph {
   std::vector<ResolvedNode> nodes;  // in topological order; input_from uses these indices
 };
 
+// Checks `values` against a node type's schema and fills in defaults. Throws GraphError naming
+// `file`, `node_id` and the field under `pointer` (e.g. "/nodes/2").
+Params validate_params(const NodeType& type, const nlohmann::json& values, const std::string& file = {},
+                       const std::string& node_id = {}, const std::string& pointer = {});
+
 // Checks types, params, connections, cycles and sinks. Throws GraphError on the first problem.
 ResolvedGraph resolve_graph(const GraphSpec& graph, const PluginCatalog& catalog);
 

@@ -1,0 +1,237 @@
+// The `reel` command as a user runs it: exit codes, messages, reports, several graphs in one
+// process, SIGINT, and the worker protocol.
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace reel {
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& dir, const fs::path& input = "/dev/null") {
+  std::vector<std::string> full = {REEL_EXECUTABLE, "--plugin-path", REEL_TEST_PLUGIN_DIR};
+  full.insert(full.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, (dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, (dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+Outcome finish(pid_t pid, const fs::path& dir) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Outcome o;
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  o.out = slurp(dir / "stdout");
+  o.err = slurp(dir / "stderr");
+  return o;
+}
+
+Outcome reel_cli(const std::vector<std::string>& args, const fs::path& input = "/dev/null") {
+  fs::path dir = test::temp_dir("cli");
+  return finish(spawn(args, dir, input), dir);
+}
+
+fs::path write_graph(const json& document, const std::string& name = "graph.json") {
+  fs::path file = test::temp_dir("graph") / name;
+  test::write_file(file, document.dump(2));
+  return file;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(Cli, RunSucceedsAndWritesTheReport) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(8, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--report", (dir / "report.json").string(), "--no-progress"});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(contains(o.err, "succeeded")) << o.err;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 8u);
+  json report = json::parse(slurp(dir / "report.json"));
+  EXPECT_EQ(report["status"], "succeeded");
+  EXPECT_EQ(report["nodes"].size(), 3u);
+  EXPECT_EQ(report["nodes"][2]["frames_in"], 8);
+  EXPECT_TRUE(report["error"].is_null());
+}
+
+TEST(Cli, FailureGivesTheClassifiedExitCodeAShortMessageAndAReport) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(8, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3}}},
+                                                             {"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--report", (dir / "report.json").string()});
+  EXPECT_EQ(o.exit_code, 75);
+  EXPECT_TRUE(contains(o.err, "out of memory in node \"m0\" (test.map, libreel_testkit.so) at frame 3")) << o.err;
+  EXPECT_TRUE(contains(o.err, "All models were unloaded")) << o.err;
+  EXPECT_FALSE(contains(o.err, "c10::OutOfMemoryError")) << "the type and backtrace belong in the log, not the terminal";
+  EXPECT_FALSE(fs::exists(dir / "out.txt"));
+  json report = json::parse(slurp(dir / "report.json"));
+  EXPECT_EQ(report["status"], "failed");
+  EXPECT_EQ(report["error"]["kind"], "out of memory");
+  EXPECT_EQ(report["error"]["node"], "m0");
+  EXPECT_EQ(report["error"]["frame"], 3);
+  EXPECT_TRUE(contains(report["error"]["detail"], "c10::OutOfMemoryError"));
+}
+
+TEST(Cli, SeveralGraphsRunInOrderAndAFailureDoesNotStopTheNext) {
+  fs::path dir = test::temp_dir();
+  fs::path bad = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "bad_input"}}}}), "bad.json");
+  fs::path good = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
+  Outcome o = reel_cli({"run", bad.string(), good.string(), "--report", (dir / "reports.json").string()});
+  EXPECT_EQ(o.exit_code, 66);  // the first failure's code
+  EXPECT_TRUE(fs::exists(dir / "out.txt"));
+  EXPECT_TRUE(contains(o.err, "2 graphs: 1 succeeded, 1 failed")) << o.err;
+  json reports = json::parse(slurp(dir / "reports.json"));
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0]["status"], "failed");
+  EXPECT_EQ(reports[1]["status"], "succeeded");
+}
+
+TEST(Cli, InvalidGraphNamesFileNodeAndField) {
+  json g = test::chain(4, {"test.map"});
+  g["nodes"][1]["params"]["copies"] = 99;
+  fs::path graph = write_graph(g);
+  for (const char* command : {"run", "validate"}) {
+    Outcome o = reel_cli({command, graph.string()});
+    EXPECT_EQ(o.exit_code, 65) << command;
+    EXPECT_TRUE(contains(o.err, graph.string())) << o.err;
+    EXPECT_TRUE(contains(o.err, "/nodes/1/params/copies")) << o.err;
+    EXPECT_TRUE(contains(o.err, "'m0'")) << o.err;
+  }
+}
+
+TEST(Cli, SetOverridesAParameter) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--set", "src.frames=9", "--set", "m0.copies=2"});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 18u);
+}
+
+TEST(Cli, ExistingOutputIsKeptUnlessOverwriteIsGiven) {
+  fs::path dir = test::temp_dir();
+  test::write_file(dir / "out.txt", "precious\n");
+  fs::path graph = write_graph(test::chain(3, {}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string()});
+  EXPECT_EQ(o.exit_code, 74);
+  EXPECT_TRUE(contains(o.err, "already exists")) << o.err;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").at(0), "precious");
+  EXPECT_EQ(reel_cli({"run", graph.string(), "--overwrite"}).exit_code, 0);
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 3u);
+}
+
+TEST(Cli, PlanShowsStreamsAndEstimatesWithoutLoading) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  fs::path graph = write_graph(test::chain(7, {"test.map"}, {{"m0", {{"copies", 2}, {"model_mib", 10}, {"journal", journal.string()}}}}));
+  Outcome o = reel_cli({"plan", graph.string()});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(contains(o.out, "m0.out -> sink.in: 8x8x3 @ 24/1 fps, 14 frames")) << o.out;
+  EXPECT_TRUE(contains(o.out, "10.0 MiB")) << o.out;
+  EXPECT_EQ(test::find_line(test::read_lines(journal), "m0 load"), -1);
+  Outcome j = reel_cli({"plan", graph.string(), "--json"});
+  EXPECT_EQ(json::parse(j.out)["edges"][1]["stream"]["frame_count"], 14);
+}
+
+TEST(Cli, PluginsAndDescribe) {
+  Outcome list = reel_cli({"plugins", "--json"});
+  ASSERT_EQ(list.exit_code, 0);
+  json doc = json::parse(list.out);
+  bool found = false;
+  for (const auto& t : doc["node_types"]) found |= t["type"] == "test.source";
+  EXPECT_TRUE(found);
+  Outcome d = reel_cli({"describe", "test.source"});
+  EXPECT_EQ(d.exit_code, 0);
+  EXPECT_TRUE(contains(d.out, "frames")) << d.out;
+  EXPECT_TRUE(contains(d.out, "required")) << d.out;
+  EXPECT_TRUE(contains(d.out, "from 1 to 8192")) << d.out;
+  EXPECT_EQ(reel_cli({"describe", "test.nope"}).exit_code, 65);
+}
+
+TEST(Cli, UsageErrorsExitWith64) {
+  EXPECT_EQ(reel_cli({"run"}).exit_code, 64);
+  EXPECT_EQ(reel_cli({"frobnicate"}).exit_code, 64);
+  EXPECT_EQ(reel_cli({"run", "x.json", "--max-memory", "lots"}).exit_code, 64);
+  EXPECT_EQ(reel_cli({"--help"}).exit_code, 0);
+}
+
+TEST(Cli, SigintCancelsCleansUpAndExits130) {
+  fs::path dir = test::temp_dir();
+  fs::path journal = dir / "journal.txt";
+  fs::path graph = write_graph(test::chain(5000, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}, {"delay_us", 2000},
+                                                                          {"journal", journal.string()}}}}));
+  fs::path io = test::temp_dir("io");
+  pid_t pid = spawn({"run", graph.string(), "--report", (dir / "report.json").string()}, io);
+  // Wait until the sink is working, then interrupt.
+  for (int i = 0; i < 500 && test::read_lines(journal).size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ::kill(pid, SIGINT);
+  Outcome o = finish(pid, io);
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_TRUE(contains(o.err, "cancelled")) << o.err;
+  EXPECT_EQ(json::parse(slurp(dir / "report.json"))["status"], "cancelled");
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_TRUE(entry.path() == journal || entry.path() == dir / "report.json") << "left behind: " << entry.path();
+}
+
+TEST(Cli, WorkerRunsJobsFromStdinAndStaysAlive) {
+  fs::path dir = test::temp_dir();
+  fs::path bad = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}}}}), "bad.json");
+  fs::path good = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
+  fs::path jobs = dir / "jobs.jsonl";
+  test::write_file(jobs, json({{"id", 1}, {"graph", bad.string()}}).dump() + "\nnot json\n" +
+                             json({{"id", 2}, {"graph", good.string()}, {"set", {"src.frames=6"}}}).dump() + "\n");
+  Outcome o = reel_cli({"worker"}, jobs);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  std::vector<json> finished;
+  int rejected = 0;
+  std::stringstream lines(o.out);
+  for (std::string line; std::getline(lines, line);) {
+    json event = json::parse(line);
+    if (event["event"] == "finished") finished.push_back(event);
+    if (event["event"] == "rejected") ++rejected;
+  }
+  ASSERT_EQ(finished.size(), 2u) << o.out;
+  EXPECT_EQ(rejected, 1);
+  EXPECT_EQ(finished[0]["job"], 1);
+  EXPECT_EQ(finished[0]["status"], "failed");
+  EXPECT_EQ(finished[0]["exit_code"], 75);
+  EXPECT_EQ(finished[0]["error"]["node"], "m0");
+  EXPECT_EQ(finished[1]["job"], 2);
+  EXPECT_EQ(finished[1]["status"], "succeeded");
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 6u);
+}
+
+}  // namespace
+}  // namespace reel

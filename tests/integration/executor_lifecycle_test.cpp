@@ -1,0 +1,144 @@
+// Lazy load, progressive unload, guarded cleanup, and degrade-and-retry after out of memory.
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace reel {
+namespace {
+
+json journal_everywhere(const fs::path& journal, json extra = json::object()) {
+  json p = json::object();
+  for (const char* id : {"src", "m0", "sink"}) p[id] = {{"journal", journal.string()}};
+  for (auto& [id, values] : extra.items()) p[id].update(values);
+  return p;
+}
+
+TEST(ExecutorLifecycle, LoadsLazilyJustBeforeFirstWork) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(5, {"test.map"}, journal_everywhere(journal)));
+  ASSERT_TRUE(r.ok());
+  auto lines = test::read_lines(journal);
+  // Every node is configured before any node loads.
+  int last_configure = std::max({test::find_line(lines, "src configure"), test::find_line(lines, "m0 configure"),
+                                 test::find_line(lines, "sink configure")});
+  for (const char* id : {"src", "m0", "sink"}) EXPECT_GT(test::find_line(lines, std::string(id) + " load"), last_configure);
+  // A consumer loads only once its first frame exists, and exactly once.
+  EXPECT_GT(test::find_line(lines, "m0 load"), test::find_line(lines, "src produce 0"));
+  EXPECT_LT(test::find_line(lines, "m0 load"), test::find_line(lines, "m0 process 0"));
+  EXPECT_GT(test::find_line(lines, "sink load"), test::find_line(lines, "m0 process 0"));
+  for (const char* id : {"src", "m0", "sink"}) EXPECT_EQ(test::count_lines(lines, std::string(id) + " load"), 1);
+}
+
+TEST(ExecutorLifecycle, NodeDownstreamOfAnEarlyFailureNeverLoads) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(5, {"test.map"}, journal_everywhere(journal, {{"src", {{"fail_phase", "load"}}}})));
+  ASSERT_FALSE(r.ok());
+  auto lines = test::read_lines(journal);
+  EXPECT_EQ(test::find_line(lines, "m0 load"), -1);
+  EXPECT_EQ(test::find_line(lines, "sink load"), -1);
+  EXPECT_GE(test::find_line(lines, "sink unload"), 0);  // unloaded all the same: legal unloaded
+}
+
+TEST(ExecutorLifecycle, UnloadsEachNodeAsSoonAsItFinished) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(30, {"test.map"}, journal_everywhere(journal, {{"sink", {{"delay_us", 3000}}}})));
+  ASSERT_TRUE(r.ok());
+  auto lines = test::read_lines(journal);
+  int src_unload = test::find_line(lines, "src unload");
+  int m0_unload = test::find_line(lines, "m0 unload");
+  int sink_last = test::find_line(lines, "sink process 29");
+  ASSERT_GE(src_unload, 0);
+  // The source and the map are gone while the slow sink is still working.
+  EXPECT_LT(src_unload, sink_last);
+  EXPECT_LT(m0_unload, sink_last);
+  EXPECT_LT(src_unload, m0_unload);
+  EXPECT_GT(test::find_line(lines, "sink unload"), test::find_line(lines, "sink finish"));
+  for (const NodeReport& n : r.nodes) EXPECT_EQ(n.state, NodeState::unloaded) << n.id;
+}
+
+TEST(ExecutorLifecycle, ThrowingUnloadIsLoggedAndDoesNotStopTheOthers) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(4, {"test.map"}, journal_everywhere(journal, {{"m0", {{"fail_phase", "unload"}}}})));
+  EXPECT_TRUE(r.ok());  // the outputs are complete; the plugin bug is reported, not fatal
+  EXPECT_NE(r.nodes[1].cleanup_error.find("injected failure in unload"), std::string::npos) << r.nodes[1].cleanup_error;
+  auto lines = test::read_lines(journal);
+  EXPECT_GE(test::find_line(lines, "sink unload"), 0);
+}
+
+TEST(ExecutorLifecycle, ThrowingCleanupDuringAFailureStillUnloadsEveryone) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(
+      4, {"test.map"},
+      journal_everywhere(journal, {{"m0", {{"fail_phase", "discard"}}}, {"sink", {{"fail_phase", "process"}}}})));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->node_id, "sink");
+  auto lines = test::read_lines(journal);
+  int thrown = test::find_line(lines, "sink throw runtime_error 0");
+  for (const char* id : {"src", "m0", "sink"}) {
+    int last = test::last_line_of(lines, id);
+    EXPECT_EQ(lines.at(last), std::string(id) + " unload") << id;
+    EXPECT_GT(last, thrown) << id;
+  }
+  EXPECT_NE(r.nodes[1].cleanup_error.find("discard_outputs"), std::string::npos);
+}
+
+TEST(ExecutorLifecycle, OutOfMemoryDegradesAndRetriesTheSameFrame) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  fs::path out = test::temp_dir() / "out.txt";
+  RunResult r = test::run(test::chain(
+      5, {"test.map"},
+      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3},
+                                           {"fail_times", 2}, {"degradable", true}}},
+                                  {"sink", {{"path", out.string()}}}})));
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+  EXPECT_EQ(r.nodes[1].oom_retries, 2);
+  auto lines = test::read_lines(journal);
+  EXPECT_EQ(test::count_lines(lines, "m0 degrade"), 2);
+  EXPECT_EQ(test::count_lines(lines, "m0 process 3"), 3);  // the same frame, three times
+  EXPECT_EQ(test::read_lines(out).size(), 5u);               // and no frame lost or doubled
+}
+
+TEST(ExecutorLifecycle, OutOfMemoryRetriesAreBounded) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunOptions options;
+  options.max_oom_retries = 3;
+  RunResult r = test::run(test::chain(5, {"test.map"},
+                                      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"},
+                                                                           {"degradable", true}}}})),
+                          options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
+  EXPECT_EQ(test::count_lines(test::read_lines(journal), "m0 degrade"), 3);
+}
+
+TEST(ExecutorLifecycle, NodeThatCannotDegradeFailsAtOnce) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunResult r = test::run(test::chain(5, {"test.map"},
+                                      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "bad_alloc"}}}})));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
+  EXPECT_EQ(test::count_lines(test::read_lines(journal), "m0 degrade"), 1);
+  EXPECT_EQ(r.nodes[1].oom_retries, 0);
+}
+
+TEST(ExecutorLifecycle, MemoryBudgetRefusesBeforeLoading) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunOptions options;
+  options.memory_budget = 100ull * 1024 * 1024;
+  json params = journal_everywhere(journal, {{"m0", {{"model_mib", 80}}}, {"sink", {{"model_mib", 40}}}});
+  RunResult r = test::run(test::chain(3, {"test.map"}, params), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
+  EXPECT_EQ(r.failure->phase, Phase::plan);
+  EXPECT_NE(r.failure->reason.find("120.0 MiB"), std::string::npos) << r.failure->reason;
+  for (const auto& line : test::read_lines(journal)) EXPECT_EQ(line.find(" load"), std::string::npos) << line;
+
+  options.memory_budget = 130ull * 1024 * 1024;  // fits
+  EXPECT_TRUE(test::run(test::chain(3, {"test.map"}, params), options).ok());
+}
+
+}  // namespace
+}  // namespace reel

@@ -1,0 +1,124 @@
+// Drives every registered node type (in-tree plugins and the testkit) through the lifecycle the
+// contract allows: configure/load/produce-or-process/finish/unload, double unload, unload
+// without load, unload right after configure. A node type that breaks the contract fails here.
+#include "test_support.h"
+
+#include <reel/runtime/graph.h>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace reel {
+namespace {
+
+constexpr std::int64_t kInputFrames = 4;
+
+std::vector<StreamDesc> input_streams(const NodeType& type) {
+  std::vector<StreamDesc> streams;
+  for (const PortSpec& port : type.inputs) {
+    StreamDesc s;
+    s.width = 32, s.height = 24, s.channels = 3, s.fps = {24, 1};
+    s.frame_count = port.kind == PortKind::image ? 1 : kInputFrames;
+    streams.push_back(s);
+  }
+  return streams;
+}
+
+// Runs one node alone; returns the frames it emitted per output port.
+std::vector<std::vector<Frame>> drive(const RegisteredType& entry, const Params& params, std::vector<StreamDesc>& outputs) {
+  const NodeType& type = entry.type;
+  std::vector<StreamDesc> inputs = input_streams(type);
+  std::unique_ptr<Node> node = type.create();
+  outputs = node->configure(NodeConfig{"conformance", params, inputs, true});
+  EXPECT_EQ(outputs.size(), type.outputs.size());
+  (void)node->estimate();
+  node->load();
+  std::vector<std::vector<Frame>> emitted(type.outputs.size());
+  auto collect = [&](Emitter& out) {
+    for (auto& [port, frame] : out.frames()) {
+      EXPECT_GE(port, 0);
+      EXPECT_LT(port, static_cast<int>(emitted.size()));
+      if (port >= 0 && port < static_cast<int>(emitted.size())) emitted[port].push_back(std::move(frame));
+    }
+    out.clear();
+  };
+  Emitter out;
+  if (type.inputs.empty()) {
+    for (int calls = 0; calls < 100000; ++calls) {
+      bool more = node->produce(out);
+      collect(out);
+      if (!more) break;
+    }
+  } else {
+    for (std::size_t port = 0; port < type.inputs.size(); ++port)
+      for (std::int64_t k = 0; k < *inputs[port].frame_count; ++k) {
+        Frame frame;
+        frame.image = at::full({3, inputs[port].height, inputs[port].width}, static_cast<std::uint8_t>(16 * k), at::kByte);
+        frame.index = k;
+        node->process(frame, static_cast<int>(port), out);
+        collect(out);
+      }
+  }
+  node->finish(out);
+  collect(out);
+  node->unload();
+  node->unload();  // idempotent
+  return emitted;
+}
+
+TEST(NodeConformance, EveryRegisteredTypeKeepsTheLifecycleContract) {
+  const PluginCatalog& catalog = test::catalog();
+  ASSERT_FALSE(catalog.types().empty());
+  fs::path dir = test::temp_dir("conformance");
+  fs::path previous = fs::current_path();
+  fs::current_path(dir);  // sinks write their example outputs here
+  for (const auto& [name, entry] : catalog.types()) {
+    SCOPED_TRACE(name);
+    Params params;
+    ASSERT_NO_THROW(params = validate_params(entry.type, entry.type.example_params, "example_params", name))
+        << "the type's example_params do not match its own schema";
+    std::vector<StreamDesc> outputs;
+    std::vector<std::vector<Frame>> emitted;
+    ASSERT_NO_THROW(emitted = drive(entry, params, outputs));
+    for (std::size_t port = 0; port < outputs.size(); ++port) {
+      if (outputs[port].frame_count) {
+        EXPECT_EQ(static_cast<std::int64_t>(emitted[port].size()), *outputs[port].frame_count)
+            << "emitted frame count differs from the configured stream";
+      }
+      for (const Frame& f : emitted[port]) {
+        ASSERT_TRUE(f.image.defined());
+        ASSERT_EQ(f.image.dim(), 3);
+        EXPECT_EQ(f.image.size(0), outputs[port].channels);
+        EXPECT_EQ(f.image.size(1), outputs[port].height);
+        EXPECT_EQ(f.image.size(2), outputs[port].width);
+      }
+    }
+    std::vector<StreamDesc> inputs = input_streams(entry.type);
+    {
+      auto node = entry.type.create();
+      EXPECT_NO_THROW(node->unload());  // never configured, never loaded
+      EXPECT_NO_THROW(node->unload());
+    }
+    {
+      auto node = entry.type.create();
+      node->configure(NodeConfig{"conformance", params, inputs, true});
+      EXPECT_NO_THROW(node->discard_outputs());
+      EXPECT_NO_THROW(node->unload());  // configured, never loaded
+    }
+    {
+      auto node = entry.type.create();
+      node->configure(NodeConfig{"conformance", params, inputs, true});
+      node->load();
+      EXPECT_NO_THROW(node->discard_outputs());  // loaded, mid-stream
+      EXPECT_NO_THROW(node->unload());
+      EXPECT_NO_THROW(node->unload());
+    }
+  }
+  fs::current_path(previous);
+}
+
+}  // namespace
+}  // namespace reel

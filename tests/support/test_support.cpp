@@ -1,0 +1,105 @@
+#include "test_support.h"
+
+#include <reel/runtime/memory.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace reel::test {
+
+const PluginCatalog& catalog() {
+  static const PluginCatalog* loaded = [] {
+    auto* c = new PluginCatalog();  // lives as long as the plugins it refers to: the process
+    c->load_directory(REEL_PLUGIN_DIR);
+    c->load_directory(REEL_TEST_PLUGIN_DIR);
+    return c;
+  }();
+  return *loaded;
+}
+
+namespace {
+struct TempRoot {
+  fs::path path;
+  TempRoot() {
+    path = fs::temp_directory_path() / ("reel-test-" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~TempRoot() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+}  // namespace
+
+fs::path temp_dir(const std::string& hint) {
+  static TempRoot root;
+  static std::atomic<int> counter{0};
+  fs::path dir = root.path / (hint + "-" + std::to_string(counter++));
+  fs::create_directories(dir);
+  return dir;
+}
+
+GraphSpec graph(const nlohmann::json& document, const std::string& file) {
+  return parse_graph_text(document.dump(), file);
+}
+
+nlohmann::json graph_json(const nlohmann::json& nodes) { return {{"version", 1}, {"nodes", nodes}}; }
+
+nlohmann::json chain(std::int64_t frames, const std::vector<std::string>& middle_types, const nlohmann::json& params) {
+  auto node_params = [&](const std::string& id, nlohmann::json base) {
+    if (params.contains(id)) base.update(params[id]);
+    return base;
+  };
+  nlohmann::json nodes = nlohmann::json::array();
+  nodes.push_back({{"id", "src"}, {"type", "test.source"}, {"params", node_params("src", {{"frames", frames}})}});
+  std::string previous = "src";
+  for (std::size_t i = 0; i < middle_types.size(); ++i) {
+    std::string id = std::to_string(i);
+    id.insert(0, 1, 'm');
+    nodes.push_back({{"id", id}, {"type", middle_types[i]}, {"inputs", {{"in", previous + ".out"}}},
+                     {"params", node_params(id, nlohmann::json::object())}});
+    previous = id;
+  }
+  nodes.push_back({{"id", "sink"}, {"type", "test.sink"}, {"inputs", {{"in", previous + ".out"}}},
+                   {"params", node_params("sink", nlohmann::json::object())}});
+  return graph_json(nodes);
+}
+
+RunResult run(const nlohmann::json& document, RunOptions options) {
+  GraphSpec spec = graph(document);
+  return run_graph(spec, catalog(), options);
+}
+
+std::vector<std::string> read_lines(const fs::path& file) {
+  std::vector<std::string> lines;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+int find_line(const std::vector<std::string>& lines, const std::string& line) {
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    if (lines[i] == line) return static_cast<int>(i);
+  return -1;
+}
+
+int count_lines(const std::vector<std::string>& lines, const std::string& line) {
+  return static_cast<int>(std::count(lines.begin(), lines.end(), line));
+}
+
+int last_line_of(const std::vector<std::string>& lines, const std::string& id) {
+  int last = -1;
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    if (lines[i].rfind(id + " ", 0) == 0) last = static_cast<int>(i);
+  return last;
+}
+
+std::uint64_t rss_bytes() { return host_rss_bytes(); }
+
+void write_file(const fs::path& file, const std::string& text) { std::ofstream(file) << text; }
+
+}  // namespace reel::test

@@ -1,0 +1,45 @@
+#pragma once
+// Shared helpers: the catalog with the test plugins, temporary folders, graphs from JSON,
+// journals written by the testkit plugin.
+
+#include <reel/runtime/executor.h>
+#include <reel/runtime/graph.h>
+#include <reel/runtime/plugin_catalog.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace reel::test {
+
+// The in-tree plugins and the testkit plugin, loaded once per process.
+const PluginCatalog& catalog();
+
+// A fresh empty folder under the system temp folder, removed at process exit.
+std::filesystem::path temp_dir(const std::string& hint = "t");
+
+GraphSpec graph(const nlohmann::json& document, const std::string& file = "test.json");
+
+// {"version": 1, "nodes": nodes}
+nlohmann::json graph_json(const nlohmann::json& nodes);
+
+// A linear graph source -> map... -> sink with the testkit nodes; params per node id.
+nlohmann::json chain(std::int64_t frames, const std::vector<std::string>& middle_types,
+                     const nlohmann::json& params = nlohmann::json::object());
+
+RunResult run(const nlohmann::json& document, RunOptions options = {});
+
+std::vector<std::string> read_lines(const std::filesystem::path& file);
+
+// Index of the first journal line equal to `line`, or -1.
+int find_line(const std::vector<std::string>& lines, const std::string& line);
+int count_lines(const std::vector<std::string>& lines, const std::string& line);
+// Index of the last journal line of node `id` ("id ..."), or -1.
+int last_line_of(const std::vector<std::string>& lines, const std::string& id);
+
+std::uint64_t rss_bytes();
+void write_file(const std::filesystem::path& file, const std::string& text);
+
+}  // namespace reel::test

@@ -1,0 +1,250 @@
+// One test per way a graph can be wrong. Each asserts that the error names the file, the node
+// and the field (JSON pointer), since that is what lets a person fix it.
+#include "test_support.h"
+
+#include <reel/runtime/graph.h>
+
+#include <gtest/gtest.h>
+
+using nlohmann::json;
+
+namespace reel {
+namespace {
+
+struct Caught {
+  std::string file, node, pointer, message, hint;
+};
+
+Caught validate_text(const std::string& text) {
+  try {
+    GraphSpec g = parse_graph_text(text, "bad.json");
+    resolve_graph(g, test::catalog());
+  } catch (const GraphError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_graph);
+    return {e.file(), e.node_id(), e.pointer(), e.what(), e.hint()};
+  }
+  ADD_FAILURE() << "graph was accepted: " << text;
+  return {};
+}
+
+Caught validate(const json& nodes) { return validate_text(test::graph_json(nodes).dump()); }
+
+json source(const std::string& id = "src") { return {{"id", id}, {"type", "test.source"}, {"params", {{"frames", 3}}}}; }
+json sink(const std::string& from, const std::string& id = "sink") {
+  return {{"id", id}, {"type", "test.sink"}, {"inputs", {{"in", from}}}};
+}
+
+TEST(GraphValidation, AcceptsAValidGraphAndOrdersNodesTopologically) {
+  // Listed sink first: the resolved order must still put the source first.
+  GraphSpec g = test::graph(test::graph_json({sink("m.out"), {{"id", "m"}, {"type", "test.map"}, {"inputs", {{"in", "src.out"}}}}, source()}));
+  ResolvedGraph r = resolve_graph(g, test::catalog());
+  ASSERT_EQ(r.nodes.size(), 3u);
+  EXPECT_EQ(r.nodes[0].spec->id, "src");
+  EXPECT_EQ(r.nodes[1].spec->id, "m");
+  EXPECT_EQ(r.nodes[2].spec->id, "sink");
+  EXPECT_EQ(r.nodes[2].input_from.at(0), std::make_pair(1, 0));
+  EXPECT_EQ(r.nodes[1].params.integer("copies"), 1);  // default filled in
+}
+
+TEST(GraphValidation, InvalidJsonNamesLineAndColumn) {
+  Caught c = validate_text("{\n  \"version\": 1,\n  \"nodes\": [,]\n}");
+  EXPECT_EQ(c.file, "bad.json");
+  EXPECT_NE(c.message.find("line 3"), std::string::npos) << c.message;
+}
+
+TEST(GraphValidation, WrongFormatVersion) {
+  Caught c = validate_text(R"({"version": 2, "nodes": []})");
+  EXPECT_EQ(c.pointer, "/version");
+  EXPECT_NE(c.message.find("version 2"), std::string::npos);
+}
+
+TEST(GraphValidation, MissingVersion) {
+  EXPECT_EQ(validate_text(R"({"nodes": []})").pointer, "/version");
+}
+
+TEST(GraphValidation, EmptyNodes) {
+  EXPECT_EQ(validate_text(R"({"version": 1, "nodes": []})").pointer, "/nodes");
+}
+
+TEST(GraphValidation, UnknownTopLevelField) {
+  Caught c = validate_text(R"({"version": 1, "nodes": [], "nodez": 1})");
+  EXPECT_EQ(c.pointer, "/nodez");
+}
+
+TEST(GraphValidation, UnknownNodeField) {
+  json s = source();
+  s["param"] = json::object();
+  Caught c = validate({s, sink("src.out")});
+  EXPECT_EQ(c.node, "src");
+  EXPECT_EQ(c.pointer, "/nodes/0/param");
+}
+
+TEST(GraphValidation, DuplicateNodeIds) {
+  Caught c = validate({source("a"), source("a"), sink("a.out")});
+  EXPECT_EQ(c.node, "a");
+  EXPECT_EQ(c.pointer, "/nodes/1/id");
+  EXPECT_NE(c.message.find("/nodes/0"), std::string::npos);
+}
+
+TEST(GraphValidation, InvalidNodeId) {
+  Caught c = validate({source("my.src"), sink("src.out")});
+  EXPECT_EQ(c.pointer, "/nodes/0/id");
+}
+
+TEST(GraphValidation, UnknownNodeTypeSuggestsTheNearestName) {
+  Caught c = validate({{{"id", "src"}, {"type", "test.sourse"}}, sink("src.out")});
+  EXPECT_EQ(c.node, "src");
+  EXPECT_EQ(c.pointer, "/nodes/0/type");
+  EXPECT_NE(c.message.find("test.sourse"), std::string::npos);
+  EXPECT_NE(c.hint.find("test.source"), std::string::npos);
+}
+
+TEST(GraphValidation, UnknownParamSuggestsTheNearestName) {
+  json s = source();
+  s["params"]["frame"] = 4;
+  Caught c = validate({s, sink("src.out")});
+  EXPECT_EQ(c.node, "src");
+  EXPECT_EQ(c.pointer, "/nodes/0/params/frame");
+  EXPECT_NE(c.hint.find("'frames'"), std::string::npos);
+}
+
+TEST(GraphValidation, MissingRequiredParam) {
+  Caught c = validate({{{"id", "src"}, {"type", "test.source"}}, sink("src.out")});
+  EXPECT_EQ(c.node, "src");
+  EXPECT_EQ(c.pointer, "/nodes/0/params/frames");
+  EXPECT_NE(c.message.find("needs parameter 'frames'"), std::string::npos);
+}
+
+TEST(GraphValidation, IllTypedParam) {
+  json s = source();
+  s["params"]["frames"] = "ten";
+  Caught c = validate({s, sink("src.out")});
+  EXPECT_EQ(c.pointer, "/nodes/0/params/frames");
+  EXPECT_NE(c.message.find("must be an integer"), std::string::npos);
+}
+
+TEST(GraphValidation, FractionalValueForIntegerParam) {
+  json s = source();
+  s["params"]["frames"] = 2.5;
+  EXPECT_EQ(validate({s, sink("src.out")}).pointer, "/nodes/0/params/frames");
+}
+
+TEST(GraphValidation, OutOfRangeParam) {
+  json s = source();
+  s["params"]["width"] = 0;
+  Caught c = validate({s, sink("src.out")});
+  EXPECT_EQ(c.pointer, "/nodes/0/params/width");
+  EXPECT_NE(c.message.find("from 1 to 8192"), std::string::npos) << c.message;
+}
+
+TEST(GraphValidation, ValueNotAmongChoices) {
+  json s = source();
+  s["params"]["fail_with"] = "c10_om";
+  Caught c = validate({s, sink("src.out")});
+  EXPECT_EQ(c.pointer, "/nodes/0/params/fail_with");
+  EXPECT_NE(c.hint.find("c10_oom"), std::string::npos);
+}
+
+TEST(GraphValidation, ConnectionToUnknownNode) {
+  Caught c = validate({source(), sink("scr.out")});
+  EXPECT_EQ(c.node, "sink");
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/in");
+  EXPECT_NE(c.hint.find("'src'"), std::string::npos);
+}
+
+TEST(GraphValidation, ConnectionToUnknownOutputPort) {
+  Caught c = validate({source(), sink("src.output")});
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/in");
+  EXPECT_NE(c.message.find("no output port 'output'"), std::string::npos);
+}
+
+TEST(GraphValidation, ConnectionWithoutPort) {
+  Caught c = validate({source(), sink("src")});
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/in");
+}
+
+TEST(GraphValidation, UnknownInputPort) {
+  json k = sink("src.out");
+  k["inputs"]["extra"] = "src.out";
+  Caught c = validate({source(), k});
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/extra");
+}
+
+TEST(GraphValidation, UnconnectedInputPort) {
+  Caught c = validate({source(), {{"id", "sink"}, {"type", "test.sink"}}});
+  EXPECT_EQ(c.node, "sink");
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/in");
+  EXPECT_NE(c.message.find("not connected"), std::string::npos);
+}
+
+TEST(GraphValidation, VideoIntoImagePortIsIllTyped) {
+  Caught c = validate({source(), {{"id", "still"}, {"type", "test.image_sink"}, {"inputs", {{"image", "src.out"}}}}});
+  EXPECT_EQ(c.node, "still");
+  EXPECT_EQ(c.pointer, "/nodes/1/inputs/image");
+  EXPECT_NE(c.message.find("takes an image"), std::string::npos);
+}
+
+TEST(GraphValidation, CycleIsNamed) {
+  Caught c = validate({source(),
+                       {{"id", "a"}, {"type", "test.map"}, {"inputs", {{"in", "b.out"}}}},
+                       {{"id", "b"}, {"type", "test.map"}, {"inputs", {{"in", "a.out"}}}},
+                       sink("b.out")});
+  EXPECT_NE(c.message.find("cycle"), std::string::npos);
+  bool names_both = c.message.find("a -> b -> a") != std::string::npos || c.message.find("b -> a -> b") != std::string::npos;
+  EXPECT_TRUE(names_both) << c.message;
+  EXPECT_TRUE(c.node == "a" || c.node == "b");
+}
+
+TEST(GraphValidation, SelfLoopIsACycle) {
+  Caught c = validate({source(), {{"id", "a"}, {"type", "test.map"}, {"inputs", {{"in", "a.out"}}}}, sink("src.out")});
+  EXPECT_NE(c.message.find("a -> a"), std::string::npos) << c.message;
+}
+
+TEST(GraphValidation, GraphWithoutSink) {
+  Caught c = validate(json::array({source()}));  // {x} alone would copy x, not wrap it
+  EXPECT_EQ(c.pointer, "/nodes");
+  EXPECT_NE(c.message.find("no sink"), std::string::npos) << c.message;
+}
+
+TEST(GraphValidation, MissingGraphFileNamesThePath) {
+  try {
+    parse_graph_file("/nonexistent/graph.json");
+    FAIL();
+  } catch (const GraphError& e) {
+    EXPECT_EQ(e.file(), "/nonexistent/graph.json");
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/graph.json"), std::string::npos);
+  }
+}
+
+TEST(GraphOverrides, SetParsesJsonValuesAndBareStrings) {
+  GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
+  apply_overrides(g, {"src.frames=7", "sink.path=out.txt", "src.degradable=true"});
+  EXPECT_EQ(g.nodes[0].params["frames"], 7);
+  EXPECT_EQ(g.nodes[0].params["degradable"], true);
+  EXPECT_EQ(g.nodes[1].params["path"], "out.txt");
+}
+
+TEST(GraphOverrides, SetOnUnknownNodeIsRefused) {
+  GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
+  try {
+    apply_overrides(g, {"nope.frames=7"});
+    FAIL();
+  } catch (const GraphError& e) {
+    EXPECT_EQ(e.node_id(), "nope");
+  }
+  EXPECT_THROW(apply_overrides(g, {"frames=7"}), GraphError);
+}
+
+TEST(GraphOverrides, SetValueIsValidatedLikeTheFile) {
+  GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
+  apply_overrides(g, {"src.frames=-3"});
+  try {
+    resolve_graph(g, test::catalog());
+    FAIL();
+  } catch (const GraphError& e) {
+    EXPECT_EQ(e.pointer(), "/nodes/0/params/frames");
+  }
+}
+
+}  // namespace
+}  // namespace reel
