@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <string>
 
 #ifdef REEL_WITH_CUDA
@@ -57,6 +58,15 @@ MemorySnapshot sample_memory() {
   }
 #endif
   return snapshot;
+}
+
+void configure_host_allocator() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // A fixed threshold also turns off the dynamic adjustment. 1 MiB: a 640x360 RGB frame and
+    // anything larger is mmapped and unmapped on free; small allocations stay in the heap.
+    ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  });
 }
 
 void release_cached_memory() noexcept {

@@ -17,6 +17,8 @@ struct Rational {
   Rational operator*(std::int64_t k) const noexcept { return Rational{num * k, den}.reduced(); }
   bool operator==(const Rational& o) const noexcept { return num * o.den == o.num * den; }
   std::string str() const;  // "24/1", "30000/1001"
+  // "24", "30000/1001", "29.97" (NTSC rates become n*1000/1001). Empty if not a positive rate.
+  static std::optional<Rational> parse(const std::string& text);
 };
 
 struct StreamDesc {

@@ -296,6 +296,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   result.graph_file = graph.file;
   result.graph_fingerprint = graph.fingerprint;
   result.started_at = now_iso8601();
+  configure_host_allocator();
   release_cached_memory();
   result.memory_before = sample_memory();
 

@@ -16,6 +16,10 @@ struct MemorySnapshot {
 MemorySnapshot sample_memory();
 std::uint64_t host_rss_bytes();
 std::uint64_t host_available_bytes();  // MemAvailable from /proc/meminfo
+// Makes glibc return large blocks (frames) to the system as soon as they are freed. Without it,
+// glibc's dynamic mmap threshold rises after the first large free and frame buffers pile up in
+// the heap, so RSS would grow with video length. Called by the executor; idempotent.
+void configure_host_allocator() noexcept;
 // Gives freed memory back: CUDA's caching allocator (emptyCache) and glibc's heap (malloc_trim).
 void release_cached_memory() noexcept;
 bool cuda_available() noexcept;

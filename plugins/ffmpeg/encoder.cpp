@@ -1,0 +1,277 @@
+// encoder.ffmpeg: encodes frames in process with libavcodec/libavformat (no ffmpeg subprocess).
+// The file is written under a temporary name and renamed only after the trailer is written; a
+// failed or cancelled run leaves nothing behind.
+#include <reel/reel.h>
+
+#include <ATen/ATen.h>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+}
+
+#include <cerrno>
+#include <memory>
+
+namespace {
+
+struct Codec {
+  const char* name;          // the param value
+  const char* encoder;       // libavcodec encoder name
+  AVPixelFormat pix_fmt;     // default pixel format
+  const char* crf_option;    // private option for quality, or nullptr
+};
+
+const Codec kCodecs[] = {
+    {"h264", "libx264", AV_PIX_FMT_YUV420P, "crf"},
+    {"h265", "libx265", AV_PIX_FMT_YUV420P, "crf"},
+    {"vp9", "libvpx-vp9", AV_PIX_FMT_YUV420P, "crf"},
+    {"av1", "libsvtav1", AV_PIX_FMT_YUV420P, "crf"},
+    {"prores", "prores_ks", AV_PIX_FMT_YUV422P10LE, nullptr},
+    {"ffv1", "ffv1", AV_PIX_FMT_GBRP, nullptr},  // planar RGB: lossless and bit-exact
+};
+
+std::string av_error(int code) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(code, text, sizeof text);
+  return text;
+}
+
+// Subsampled chroma needs even dimensions.
+bool needs_even_size(AVPixelFormat format) {
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(format);
+  return d && (d->log2_chroma_w > 0 || d->log2_chroma_h > 0);
+}
+
+class Encoder : public reel::Node {
+ public:
+  std::vector<reel::StreamDesc> configure(const reel::NodeConfig& config) override {
+    const reel::Params& p = config.params;
+    in_ = config.inputs.at(0);
+    if (in_.channels != 3) throw reel::BadInputError("encoder.ffmpeg takes RGB frames (3 channels)");
+    if (in_.fps.num <= 0) throw reel::BadInputError("the input stream has no frame rate");
+    for (const Codec& c : kCodecs)
+      if (p.string("codec") == c.name) codec_ = &c;
+    pix_fmt_ = codec_->pix_fmt;
+    if (!p.string("pix_fmt").empty()) {
+      pix_fmt_ = av_get_pix_fmt(p.string("pix_fmt").c_str());
+      if (pix_fmt_ == AV_PIX_FMT_NONE)
+        throw reel::InvalidParamError("pix_fmt", "'" + p.string("pix_fmt") + "' is not a pixel format FFmpeg knows",
+                                      "Try yuv420p, yuv444p or leave it empty for the codec's default.");
+    }
+    width_ = in_.width, height_ = in_.height;
+    if (needs_even_size(pix_fmt_) && (width_ % 2 || height_ % 2)) {
+      if (p.string("odd_size") == "error")
+        throw reel::InvalidParamError("odd_size", "the frames are " + std::to_string(width_) + "x" + std::to_string(height_) +
+                                                      ", but " + av_get_pix_fmt_name(pix_fmt_) + " needs even dimensions",
+                                      "Set odd_size to pad or crop, or resize to an even size.");
+      bool pad = p.string("odd_size") == "pad";
+      width_ += pad ? width_ % 2 : -(width_ % 2);
+      height_ += pad ? height_ % 2 : -(height_ % 2);
+    }
+    crf_ = p.integer("crf");
+    bitrate_ = p.string("bitrate");
+    preset_ = p.string("preset");
+    output_ = std::make_unique<reel::OutputFile>(p.string("path"), config.overwrite_outputs || p.boolean("overwrite"));
+    const AVOutputFormat* format = av_guess_format(nullptr, output_->target().c_str(), nullptr);
+    if (!format)
+      throw reel::InvalidParamError("path", "cannot tell the container from '" + output_->target().string() + "'",
+                                    "End the path with .mp4, .mov, .mkv or .webm.");
+    const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
+    if (!encoder) throw reel::Error(reel::ErrorKind::plugin, std::string("this FFmpeg has no ") + codec_->encoder + " encoder");
+    if (avformat_query_codec(format, encoder->id, FF_COMPLIANCE_NORMAL) != 1)
+      throw reel::InvalidParamError("codec", std::string(codec_->name) + " cannot be stored in a " +
+                                                 output_->target().extension().string() + " file",
+                                    "Use .mkv, which takes every codec here, or another codec.");
+    return {};
+  }
+
+  std::vector<reel::MemoryEstimate> estimate() const override {
+    return {{"cpu", 0, static_cast<std::uint64_t>(width_) * height_ * 3 * 8}};  // frame copies + encoder lookahead
+  }
+
+  void load() override {
+    const std::string path = output_->temporary().string();
+    // The muxer re-opens its own path for +faststart, so it must know the temporary name.
+    check(avformat_alloc_output_context2(&format_, nullptr, nullptr, path.c_str()), "choose the container");
+    const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
+    codec_context_ = avcodec_alloc_context3(encoder);
+    stream_ = avformat_new_stream(format_, nullptr);
+    if (!codec_context_ || !stream_) throw std::bad_alloc();
+    codec_context_->width = width_;
+    codec_context_->height = height_;
+    codec_context_->pix_fmt = pix_fmt_;
+    codec_context_->time_base = AVRational{static_cast<int>(in_.fps.den), static_cast<int>(in_.fps.num)};
+    codec_context_->framerate = AVRational{static_cast<int>(in_.fps.num), static_cast<int>(in_.fps.den)};
+    set_colour_tags();
+    if (format_->oformat->flags & AVFMT_GLOBALHEADER) codec_context_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (!bitrate_.empty()) {
+      std::int64_t bits = 0;
+      if (av_opt_set(codec_context_, "b", bitrate_.c_str(), 0) < 0 || av_opt_get_int(codec_context_, "b", 0, &bits) < 0)
+        throw reel::InvalidParamError("bitrate", "'" + bitrate_ + "' is not a bitrate", "For example 4M or 2500k.");
+    } else if (crf_ >= 0 && codec_->crf_option) {
+      av_opt_set_int(codec_context_->priv_data, codec_->crf_option, crf_, 0);
+      if (std::string(codec_->name) == "vp9") codec_context_->bit_rate = 0;  // constant quality
+    }
+    if (!preset_.empty() && av_opt_set(codec_context_->priv_data, "preset", preset_.c_str(), 0) < 0)
+      throw reel::InvalidParamError("preset", "the " + std::string(codec_->encoder) + " encoder has no preset '" + preset_ + "'");
+    check(avcodec_open2(codec_context_, encoder, nullptr), "open the encoder");
+    check(avcodec_parameters_from_context(stream_->codecpar, codec_context_), "set up the stream");
+    stream_->time_base = codec_context_->time_base;
+    stream_->avg_frame_rate = codec_context_->framerate;
+    if (int rc = avio_open(&format_->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
+      throw reel::IoError(path, "cannot create " + path + ": " + av_error(rc));
+    AVDictionary* options = nullptr;
+    if (std::string(format_->oformat->name).find("mp4") != std::string::npos ||
+        std::string(format_->oformat->name).find("mov") != std::string::npos)
+      av_dict_set(&options, "movflags", "+faststart", 0);  // index first: playable while downloading
+    int rc = avformat_write_header(format_, &options);
+    av_dict_free(&options);
+    check_io(rc, "write the header");
+
+    scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, width_, height_, pix_fmt_,
+                             SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr);
+    frame_ = av_frame_alloc();
+    packet_ = av_packet_alloc();
+    if (!scaler_ || !frame_ || !packet_) throw std::bad_alloc();
+    // RGB in is full range; YUV out uses the matrix and range the stream is tagged with.
+    const int* matrix = sws_getCoefficients(hd() ? SWS_CS_ITU709 : SWS_CS_ITU601);
+    sws_setColorspaceDetails(scaler_, matrix, 1, matrix, codec_context_->color_range == AVCOL_RANGE_JPEG ? 1 : 0, 0,
+                             1 << 16, 1 << 16);
+    frame_->format = pix_fmt_;
+    frame_->width = width_;
+    frame_->height = height_;
+    check(av_frame_get_buffer(frame_, 0), "allocate a frame");
+  }
+
+  void process(const reel::Frame& frame, int, reel::Emitter&) override {
+    at::Tensor rgb = frame.image.to(at::kCPU).permute({1, 2, 0}).contiguous();
+    if (rgb.size(0) != in_.height || rgb.size(1) != in_.width || rgb.scalar_type() != at::kByte)
+      throw reel::BadInputError("frame " + std::to_string(frame.index) + " does not match the stream " + in_.str());
+    check(av_frame_make_writable(frame_), "reuse a frame");
+    const std::uint8_t* src[1] = {rgb.data_ptr<std::uint8_t>()};
+    int src_stride[1] = {in_.width * 3};
+    // Padding repeats the last row/column; cropping drops it (the scaler sees the smaller size).
+    sws_scale(scaler_, src, src_stride, 0, in_.height, frame_->data, frame_->linesize);
+    frame_->pts = frame.index;
+    encode(frame_);
+  }
+
+  void finish(reel::Emitter&) override {
+    encode(nullptr);
+    check_io(av_write_trailer(format_), "write the trailer");
+    check_io(avio_closep(&format_->pb), "close the file");
+    output_->commit();
+  }
+
+  void discard_outputs() override {
+    if (format_ && format_->pb) avio_closep(&format_->pb);
+    if (output_) output_->discard();
+  }
+
+  void unload() override {
+    if (format_ && format_->pb) avio_closep(&format_->pb);
+    avformat_free_context(format_);
+    format_ = nullptr;
+    avcodec_free_context(&codec_context_);
+    sws_freeContext(scaler_);
+    scaler_ = nullptr;
+    av_frame_free(&frame_);
+    av_packet_free(&packet_);
+  }
+
+  ~Encoder() override {
+    unload();
+    if (output_) output_->discard();
+  }
+
+ private:
+  bool hd() const { return height_ >= 720; }
+
+  void set_colour_tags() {
+    bool rgb = pix_fmt_ == AV_PIX_FMT_GBRP || pix_fmt_ == AV_PIX_FMT_RGB24;
+    codec_context_->color_primaries = hd() ? AVCOL_PRI_BT709 : AVCOL_PRI_SMPTE170M;
+    codec_context_->color_trc = hd() ? AVCOL_TRC_BT709 : AVCOL_TRC_SMPTE170M;
+    codec_context_->colorspace = rgb ? AVCOL_SPC_RGB : (hd() ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M);
+    codec_context_->color_range = rgb ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
+  }
+
+  void encode(AVFrame* frame) {
+    check(avcodec_send_frame(codec_context_, frame), "encode a frame");
+    for (;;) {
+      int rc = avcodec_receive_packet(codec_context_, packet_);
+      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
+      check(rc, "encode a frame");
+      av_packet_rescale_ts(packet_, codec_context_->time_base, stream_->time_base);
+      packet_->stream_index = stream_->index;
+      check_io(av_interleaved_write_frame(format_, packet_), "write a packet");
+    }
+  }
+
+  void check(int rc, const char* what) const {
+    if (rc == AVERROR(ENOMEM)) throw reel::OutOfMemoryError(std::string("FFmpeg ran out of memory trying to ") + what);
+    if (rc < 0) throw reel::Error(reel::ErrorKind::internal, std::string("FFmpeg could not ") + what + ": " + av_error(rc));
+  }
+
+  void check_io(int rc, const char* what) const {
+    if (rc < 0)
+      throw reel::IoError(output_->temporary().string(),
+                          std::string("could not ") + what + " of " + output_->target().string() + ": " + av_error(rc));
+  }
+
+  reel::StreamDesc in_;
+  const Codec* codec_ = &kCodecs[0];
+  AVPixelFormat pix_fmt_ = AV_PIX_FMT_YUV420P;
+  int width_ = 0, height_ = 0;
+  std::int64_t crf_ = -1;
+  std::string bitrate_, preset_;
+  std::unique_ptr<reel::OutputFile> output_;
+
+  AVFormatContext* format_ = nullptr;
+  AVCodecContext* codec_context_ = nullptr;
+  AVStream* stream_ = nullptr;
+  SwsContext* scaler_ = nullptr;
+  AVFrame* frame_ = nullptr;
+  AVPacket* packet_ = nullptr;
+};
+
+// FFmpeg's own messages go to reel's log, not to the terminal.
+void forward_ffmpeg_log(void* context, int level, const char* format, va_list args) {
+  if (level > av_log_get_level()) return;
+  char line[1024];
+  int print_prefix = 1;
+  av_log_format_line2(context, level, format, args, line, sizeof line, &print_prefix);
+  std::string_view text(line);
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  reel::log(level <= AV_LOG_ERROR ? reel::LogLevel::warning : reel::LogLevel::debug, text);
+}
+
+void register_nodes(reel::Registry& registry) {
+  using reel::ParamSpec;
+  av_log_set_level(AV_LOG_INFO);
+  av_log_set_callback(forward_ffmpeg_log);
+  registry.add({
+      .name = "encoder.ffmpeg",
+      .description = "Encode frames to a video file with FFmpeg (H.264 MP4 by default)",
+      .params = {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm)")
+                     .make_required(),
+                 ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1"}, "Video codec"),
+                 ParamSpec::integer("crf", -1, "Constant quality (lower is better); -1: the codec's default").range(-1, 63),
+                 ParamSpec::string("bitrate", "", "Target bitrate such as 4M; overrides crf when set"),
+                 ParamSpec::string("preset", "", "Encoder speed preset (e.g. medium, veryfast for h264)"),
+                 ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: gbrp)"),
+                 ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
+                                   "What to do with odd dimensions when the pixel format needs even ones"),
+                 ParamSpec::boolean("overwrite", false, "Replace an existing output file")},
+      .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
+      .example_params = {{"path", "conformance.mp4"}, {"overwrite", true}},
+      .create = [] { return std::make_unique<Encoder>(); },
+  });
+}
+
+}  // namespace
+
+REEL_PLUGIN(register_nodes)
