@@ -52,9 +52,9 @@ MemorySnapshot sample_memory() {
 #ifdef REEL_WITH_CUDA
   if (cuda_available()) {
     auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-    using c10::cuda::CUDACachingAllocator::StatType;
-    snapshot.cuda_allocated_bytes = stats.allocated_bytes[static_cast<std::size_t>(StatType::AGGREGATE)].current;
-    snapshot.cuda_reserved_bytes = stats.reserved_bytes[static_cast<std::size_t>(StatType::AGGREGATE)].current;
+    constexpr std::size_t kAggregate = 0;  // StatType::AGGREGATE, whose namespace moved between releases
+    snapshot.cuda_allocated_bytes = stats.allocated_bytes[kAggregate].current;
+    snapshot.cuda_reserved_bytes = stats.reserved_bytes[kAggregate].current;
   }
 #endif
   return snapshot;

@@ -13,9 +13,11 @@
 #include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 #include <tbb/flow_graph.h>
+#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
 #include <chrono>
+#include <optional>
 
 namespace reel::detail {
 
@@ -286,6 +288,11 @@ class Scheduler {
 
 void stream_frames(RunState& run) {
   int threads = run.options.threads > 0 ? run.options.threads : tbb::this_task_arena::max_concurrency();
+  // More threads than cores is legitimate when nodes wait (GPU, I/O); oneTBB caps arenas at the
+  // core count unless told otherwise for the duration of the run.
+  std::optional<tbb::global_control> allow;
+  if (threads > static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)))
+    allow.emplace(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   tbb::task_arena arena(threads);
   arena.execute([&] {
     Scheduler scheduler(run);

@@ -231,7 +231,7 @@ std::vector<reel::ParamSpec> fault_params() {
                         "What is thrown"),
       ParamSpec::integer("fail_times", -1, "How many times the fault fires; -1: every time").range(-1, std::nullopt),
       ParamSpec::boolean("degradable", false, "degrade() returns true (out-of-memory retries)"),
-      ParamSpec::integer("model_mib", 0, "MiB held from load to unload, like model weights").range(0, 16384),
+      ParamSpec::integer("model_mib", 0, "MiB held from load to unload, like model weights").range(0, 1 << 24),
       ParamSpec::integer("delay_us", 0, "Microseconds of work per frame").range(0, 10000000),
       ParamSpec::string("journal", "", "File that receives one line per lifecycle call"),
       ParamSpec::choice("device", "cpu", {"cpu", "cuda"}, "Where the model_mib allocation lives"),
