@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 namespace fs = std::filesystem;
 
 namespace reel {
@@ -38,21 +40,24 @@ TEST(ExecutorBackpressure, NoEdgeEverHoldsMoreThanItsCapacity) {
 }
 
 TEST(ExecutorBackpressure, PeakMemoryDoesNotGrowWithVideoLength) {
-  // 1280x720 RGB frames, 2.6 MiB each: the long run streams 1.3 GiB through the graph.
+  // 1280x720 RGB frames, 2.6 MiB each: the long run streams 790 MiB through the graph.
   auto peak_for = [](std::int64_t frames) {
     release_cached_memory();
     RunResult r = test::run(test::chain(frames, {"test.map", "test.map"},
-                                        {{"src", {{"width", 1280}, {"height", 720}}}}),
+                                        // A slow sink, so the edges fill up and stay full.
+                                        {{"src", {{"width", 1280}, {"height", 720}}}, {"sink", {{"delay_us", 2000}}}}),
                             RunOptions{.edge_capacity = 4});
     EXPECT_TRUE(r.ok());
     return static_cast<double>(r.peak_rss_bytes - r.memory_before.host_rss_bytes);
   };
-  peak_for(20);  // warm-up
-  double short_run = peak_for(50);
-  double long_run = peak_for(500);
+  peak_for(10);  // warm-up
+  double short_run = peak_for(30);
+  double long_run = peak_for(300);
   double frame = 1280.0 * 720 * 3;
-  // Growth of the long run over the short one stays below a few frames' worth, far below the
-  // 450 extra frames (1.2 GiB) an unbounded pipeline would hold.
+  std::printf("peak above baseline: 30 frames %.1f MB, 300 frames %.1f MB\n", short_run / 1e6, long_run / 1e6);
+  // The slow sink keeps every edge full, so both runs hold about 3 edges x 4 frames. The long
+  // run's growth over the short one stays below a few frames' worth, far below the 270 extra
+  // frames (700 MiB) an unbounded pipeline would hold.
   EXPECT_LT(long_run - short_run, 20 * frame) << "short " << short_run / 1e6 << " MB, long " << long_run / 1e6 << " MB";
 }
 
