@@ -81,10 +81,10 @@ const reel::PluginCatalog& catalog() {
   static reel::PluginCatalog* c = [] {
     auto* c = new reel::PluginCatalog();
     using reel::ParamSpec;
-    c->add_builtin({.name = "bench.source",
-                    .params = {ParamSpec::integer("frames", 100, "")},
-                    .outputs = {{"out"}},
-                    .create = [] { return std::make_unique<NoopSource>(); }});
+    c->add_builtin(
+        {.name = "bench.source", .params = {ParamSpec::integer("frames", 100, "")}, .outputs = {{"out"}}, .create = [] {
+           return std::make_unique<NoopSource>();
+         }});
     c->add_builtin({.name = "bench.stage",
                     .params = {ParamSpec::integer("latency_us", 0, ""), ParamSpec::boolean("batch", false, "")},
                     .inputs = {{"in"}},
@@ -136,7 +136,12 @@ void BM_ExecutorOverhead(benchmark::State& state) {
   double node_frames = static_cast<double>(frames) * static_cast<double>(stages + 2);
   state.counters["us_per_frame_per_node"] = total / static_cast<double>(state.iterations()) / node_frames * 1e6;
 }
-BENCHMARK(BM_ExecutorOverhead)->Arg(1)->Arg(8)->UseManualTime()->Unit(benchmark::kMillisecond)->Repetitions(5)
+BENCHMARK(BM_ExecutorOverhead)
+    ->Arg(1)
+    ->Arg(8)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Repetitions(5)
     ->ReportAggregatesOnly(true);
 
 // 4 stages of 1, 2, 3 and 4 ms per frame, 100 frames. Ideal streaming: 100 x 4 ms + (1+2+3) ms.
@@ -159,8 +164,14 @@ void BM_Pipeline(benchmark::State& state) {
   state.counters["x_ideal"] = total / static_cast<double>(state.iterations()) / ideal;
   state.SetLabel(batch ? "stages one after another (batch)" : "streamed");
 }
-BENCHMARK(BM_Pipeline)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Repetitions(5)
-    ->ReportAggregatesOnly(true)->Iterations(1);
+BENCHMARK(BM_Pipeline)
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Repetitions(5)
+    ->ReportAggregatesOnly(true)
+    ->Iterations(1);
 
 }  // namespace
 

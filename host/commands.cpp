@@ -113,8 +113,10 @@ int command_plan(const PluginCatalog& catalog, const std::string& file, const st
                  const RunOptions& options, bool json) {
   GraphSpec graph;
   RunResult plan;
-  if (auto failure = load_graph(file, sets, graph)) plan = failed_before_run(file, *failure);
-  else plan = plan_graph(graph, catalog, options);
+  if (auto failure = load_graph(file, sets, graph))
+    plan = failed_before_run(file, *failure);
+  else
+    plan = plan_graph(graph, catalog, options);
 
   if (json) {
     nlohmann::json report = run_report(plan);
@@ -126,8 +128,8 @@ int command_plan(const PluginCatalog& catalog, const std::string& file, const st
       std::uint64_t weights = 0, working = 0;
       for (const auto& e : n.estimate) weights += e.weight_bytes, working += e.working_bytes;
       total += weights + working;
-      std::printf("  %-12s %-22s weights %-10s working %s\n", n.id.c_str(), n.type.c_str(), format_bytes(weights).c_str(),
-                  format_bytes(working).c_str());
+      std::printf("  %-12s %-22s weights %-10s working %s\n", n.id.c_str(), n.type.c_str(),
+                  format_bytes(weights).c_str(), format_bytes(working).c_str());
     }
     std::printf("streams\n");
     for (const EdgeReport& e : plan.edges)
@@ -146,7 +148,8 @@ int command_plugins(const PluginCatalog& catalog, bool json) {
   if (json) {
     nlohmann::json doc = {{"node_types", nlohmann::json::array()}, {"refused", nlohmann::json::array()}};
     for (const auto& [name, entry] : catalog.types()) doc["node_types"].push_back(node_type_json(entry));
-    for (const auto& r : catalog.refused()) doc["refused"].push_back({{"library", r.library.string()}, {"reason", r.reason}});
+    for (const auto& r : catalog.refused())
+      doc["refused"].push_back({{"library", r.library.string()}, {"reason", r.reason}});
     std::cout << doc.dump(2) << '\n';
     return 0;
   }
@@ -172,22 +175,25 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
   if (t.concurrency > 1) std::printf("concurrency: up to %d frames at once\n", t.concurrency);
   auto ports = [](const char* title, const std::vector<PortSpec>& list) {
     std::printf("%s:%s\n", title, list.empty() ? " none" : "");
-    for (const auto& p : list) std::printf("  %-10s %-6s %s\n", p.name.c_str(), to_string(p.kind), p.description.c_str());
+    for (const auto& p : list)
+      std::printf("  %-10s %-6s %s\n", p.name.c_str(), to_string(p.kind), p.description.c_str());
   };
   ports("inputs", t.inputs);
   ports("outputs", t.outputs);
   std::printf("params:%s\n", t.params.empty() ? " none" : "");
   for (const ParamSpec& p : t.params) {
     std::string constraint;
-    if (p.required) constraint = "required";
-    else constraint = "default " + p.default_value.dump();
+    if (p.required)
+      constraint = "required";
+    else
+      constraint = "default " + p.default_value.dump();
     if (p.min || p.max) constraint += ", " + p.range_text();
     if (!p.choices.empty()) {
       constraint += ", one of";
       for (const auto& c : p.choices) constraint += " " + c;
     }
-    std::printf("  %-14s %-8s %s\n  %-14s %-8s (%s)\n", p.name.c_str(), to_string(p.type), p.description.c_str(), "", "",
-                constraint.c_str());
+    std::printf("  %-14s %-8s %s\n  %-14s %-8s (%s)\n", p.name.c_str(), to_string(p.type), p.description.c_str(), "",
+                "", constraint.c_str());
   }
   if (!t.example_params.empty()) std::printf("example params: %s\n", t.example_params.dump().c_str());
   return 0;

@@ -1,10 +1,10 @@
 #include "console.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -90,7 +90,8 @@ class ProgressPrinter : public RunObserver {
     if (state == NodeState::unloaded || state == NodeState::failed) {
       if (!terminal_) {
         auto& p = progress_[node_id];
-        std::fprintf(stderr, "  %s: %s after %lld frames\n", node_id.c_str(), to_string(state), static_cast<long long>(p.first));
+        std::fprintf(stderr, "  %s: %s after %lld frames\n", node_id.c_str(), to_string(state),
+                     static_cast<long long>(p.first));
       }
     }
   }

@@ -2,8 +2,8 @@
 #include "commands.h"
 #include "console.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cctype>
 #include <cstdio>
@@ -18,7 +18,12 @@ std::uint64_t parse_size(const std::string& text) {
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (!unit.empty() && unit.back() == 'B') unit.pop_back();
   if (unit.size() == 2 && unit[1] == 'I') unit.pop_back();
-  double scale = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1024.0 * 1024 : unit == "G" ? 1024.0 * 1024 * 1024 : unit == "T" ? 1024.0 * 1024 * 1024 * 1024 : -1;
+  double scale = unit.empty()  ? 1
+                 : unit == "K" ? 1024.0
+                 : unit == "M" ? 1024.0 * 1024
+                 : unit == "G" ? 1024.0 * 1024 * 1024
+                 : unit == "T" ? 1024.0 * 1024 * 1024 * 1024
+                               : -1;
   if (scale < 0 || value < 0) throw std::invalid_argument("not a size");
   return static_cast<std::uint64_t>(value * scale);
 }
@@ -27,7 +32,8 @@ std::uint64_t parse_size(const std::string& text) {
 
 int main(int argc, char** argv) {
   using namespace reel;
-  CLI::App app{"reel " REEL_VERSION_STRING " - run AI video pipelines described as JSON graphs.\n"
+  CLI::App app{"reel " REEL_VERSION_STRING
+               " - run AI video pipelines described as JSON graphs.\n"
                "Exit codes: 0 ok, 64 usage, 65 invalid graph, 66 bad input, 69 device error, 70 internal error,\n"
                "74 I/O error, 75 out of memory, 78 plugin error, 130 cancelled (docs/errors.md)."};
   app.require_subcommand(1);
@@ -36,30 +42,36 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> plugin_dirs;
   host::LogOptions log;
-  app.add_option("--plugin-path", plugin_dirs, "Folder with plugin libraries, searched before REEL_PLUGIN_PATH and the "
-                                               "install folder (repeatable)");
+  app.add_option("--plugin-path", plugin_dirs,
+                 "Folder with plugin libraries, searched before REEL_PLUGIN_PATH and the "
+                 "install folder (repeatable)");
   app.add_option("--log-level", log.level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
-  app.add_option("--log-format", log.format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  app.add_option("--log-format", log.format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.add_option("--log-file", log.file, "Write the log to this file instead of stderr");
 
   RunOptions options;
   std::string max_memory;
   auto add_run_options = [&](CLI::App* cmd) {
     cmd->add_option("--edge-capacity", options.edge_capacity, "Frames that may wait on one edge")
-        ->check(CLI::Range(1, 1024))->capture_default_str();
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
     cmd->add_option("--threads", options.threads, "Worker threads (0: one per core)")->check(CLI::Range(0, 1024));
     cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / threads)")
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)");
     cmd->add_option("--oom-retries", options.max_oom_retries, "Degrade-and-retry attempts per node after out of memory")
-        ->check(CLI::Range(0, 100))->capture_default_str();
+        ->check(CLI::Range(0, 100))
+        ->capture_default_str();
   };
 
   host::RunArgs run;
-  CLI::App* run_cmd = app.add_subcommand("run", "Run graphs one after another in this process; a failed graph does "
-                                                "not stop the next");
+  CLI::App* run_cmd = app.add_subcommand("run",
+                                         "Run graphs one after another in this process; a failed graph does "
+                                         "not stop the next");
   run_cmd->add_option("graphs", run.graphs, "Graph files")->required();
   run_cmd->add_option("--set", run.sets, "Override a parameter: node.param=value (repeatable)");
   run_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files");
@@ -88,8 +100,9 @@ int main(int argc, char** argv) {
   describe_cmd->add_option("type", type_name, "Node type, e.g. upscaler.resize")->required();
   describe_cmd->add_flag("--json", json, "Print as JSON");
 
-  CLI::App* worker_cmd = app.add_subcommand("worker", "Run jobs read as JSON lines on stdin; print events as JSON "
-                                                      "lines on stdout");
+  CLI::App* worker_cmd = app.add_subcommand("worker",
+                                            "Run jobs read as JSON lines on stdin; print events as JSON "
+                                            "lines on stdout");
   worker_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files by default");
   add_run_options(worker_cmd);
 

@@ -35,7 +35,10 @@ class EventObserver : public RunObserver {
       if (now - last_ < std::chrono::milliseconds(250)) return;
       last_ = now;
     }
-    emit({{"event", "progress"}, {"job", job_}, {"node", node_id}, {"frames", frames},
+    emit({{"event", "progress"},
+          {"job", job_},
+          {"node", node_id},
+          {"frames", frames},
           {"expected", expected ? nlohmann::json(*expected) : nlohmann::json(nullptr)}});
   }
 
@@ -54,7 +57,8 @@ int command_worker(const PluginCatalog& catalog, const RunOptions& defaults) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json job = nlohmann::json::parse(line, nullptr, false);
     if (job.is_discarded() || !job.is_object() || !job.contains("graph") || !job["graph"].is_string()) {
-      emit({{"event", "rejected"}, {"line", line},
+      emit({{"event", "rejected"},
+            {"line", line},
             {"message", "a job is one JSON object per line with at least {\"graph\": \"path\"}"}});
       continue;
     }
@@ -78,7 +82,8 @@ int command_worker(const PluginCatalog& catalog, const RunOptions& defaults) {
       result = run_graph(graph, catalog, options);
     }
     nlohmann::json report = run_report(result);
-    if (job.contains("report") && job["report"].is_string()) std::ofstream(job["report"].get<std::string>()) << report.dump(2);
+    if (job.contains("report") && job["report"].is_string())
+      std::ofstream(job["report"].get<std::string>()) << report.dump(2);
     emit({{"event", "finished"},
           {"job", id},
           {"status", report["status"]},

@@ -4,14 +4,22 @@ namespace reel {
 
 const char* to_string(ErrorKind kind) noexcept {
   switch (kind) {
-    case ErrorKind::invalid_graph: return "invalid graph";
-    case ErrorKind::bad_input: return "bad input";
-    case ErrorKind::plugin: return "plugin error";
-    case ErrorKind::io: return "I/O error";
-    case ErrorKind::out_of_memory: return "out of memory";
-    case ErrorKind::device: return "device error";
-    case ErrorKind::cancelled: return "cancelled";
-    case ErrorKind::internal: return "internal error";
+    case ErrorKind::invalid_graph:
+      return "invalid graph";
+    case ErrorKind::bad_input:
+      return "bad input";
+    case ErrorKind::plugin:
+      return "plugin error";
+    case ErrorKind::io:
+      return "I/O error";
+    case ErrorKind::out_of_memory:
+      return "out of memory";
+    case ErrorKind::device:
+      return "device error";
+    case ErrorKind::cancelled:
+      return "cancelled";
+    case ErrorKind::internal:
+      return "internal error";
   }
   return "internal error";
 }

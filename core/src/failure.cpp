@@ -17,31 +17,50 @@ namespace reel {
 
 const char* to_string(Phase phase) noexcept {
   switch (phase) {
-    case Phase::parse: return "parse";
-    case Phase::validate: return "validate";
-    case Phase::configure: return "configure";
-    case Phase::estimate: return "estimate";
-    case Phase::plan: return "plan";
-    case Phase::load: return "load";
-    case Phase::produce: return "produce";
-    case Phase::process: return "process";
-    case Phase::finish: return "finish";
-    case Phase::unload: return "unload";
-    case Phase::run: return "run";
+    case Phase::parse:
+      return "parse";
+    case Phase::validate:
+      return "validate";
+    case Phase::configure:
+      return "configure";
+    case Phase::estimate:
+      return "estimate";
+    case Phase::plan:
+      return "plan";
+    case Phase::load:
+      return "load";
+    case Phase::produce:
+      return "produce";
+    case Phase::process:
+      return "process";
+    case Phase::finish:
+      return "finish";
+    case Phase::unload:
+      return "unload";
+    case Phase::run:
+      return "run";
   }
   return "run";
 }
 
 int exit_code(ErrorKind kind) noexcept {
   switch (kind) {
-    case ErrorKind::invalid_graph: return 65;  // EX_DATAERR
-    case ErrorKind::bad_input: return 66;      // EX_NOINPUT
-    case ErrorKind::device: return 69;         // EX_UNAVAILABLE
-    case ErrorKind::internal: return 70;       // EX_SOFTWARE
-    case ErrorKind::io: return 74;             // EX_IOERR
-    case ErrorKind::out_of_memory: return 75;  // EX_TEMPFAIL: retry with less
-    case ErrorKind::plugin: return 78;         // EX_CONFIG
-    case ErrorKind::cancelled: return 130;     // 128 + SIGINT
+    case ErrorKind::invalid_graph:
+      return 65;  // EX_DATAERR
+    case ErrorKind::bad_input:
+      return 66;  // EX_NOINPUT
+    case ErrorKind::device:
+      return 69;  // EX_UNAVAILABLE
+    case ErrorKind::internal:
+      return 70;  // EX_SOFTWARE
+    case ErrorKind::io:
+      return 74;  // EX_IOERR
+    case ErrorKind::out_of_memory:
+      return 75;  // EX_TEMPFAIL: retry with less
+    case ErrorKind::plugin:
+      return 78;  // EX_CONFIG
+    case ErrorKind::cancelled:
+      return 130;  // 128 + SIGINT
   }
   return 70;
 }
@@ -54,7 +73,8 @@ std::string lower(std::string text) {
 }
 
 bool mentions(const std::string& lowered, std::initializer_list<const char*> needles) {
-  return std::any_of(needles.begin(), needles.end(), [&](const char* n) { return lowered.find(n) != std::string::npos; });
+  return std::any_of(needles.begin(), needles.end(),
+                     [&](const char* n) { return lowered.find(n) != std::string::npos; });
 }
 
 // Errors that lost their type (TorchScript re-raises everything as a plain error) keep their
@@ -63,8 +83,8 @@ ErrorKind kind_from_text(const std::string& text) {
   std::string t = lower(text);
   if (mentions(t, {"out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror"}))
     return ErrorKind::out_of_memory;
-  if (mentions(t, {"cuda error", "cudnn_status", "cudnn error", "cublas_status", "device-side assert",
-                   "cuda driver", "illegal memory access", "nccl error"}))
+  if (mentions(t, {"cuda error", "cudnn_status", "cudnn error", "cublas_status", "device-side assert", "cuda driver",
+                   "illegal memory access", "nccl error"}))
     return ErrorKind::device;
   return ErrorKind::internal;
 }
@@ -136,7 +156,8 @@ std::string Failure::user_message() const {
     switch (phase) {
       case Phase::process:
       case Phase::produce:
-        where += frame ? " at frame " + std::to_string(*frame) : " while " + std::string(phase == Phase::produce ? "producing" : "processing");
+        where += frame ? " at frame " + std::to_string(*frame)
+                       : " while " + std::string(phase == Phase::produce ? "producing" : "processing");
         break;
       case Phase::parse:
       case Phase::validate:
@@ -167,15 +188,26 @@ std::string Failure::user_message() const {
   std::string next = hint;
   if (next.empty()) {
     switch (kind) {
-      case ErrorKind::invalid_graph: next = "Fix the graph and check it with `reel validate`."; break;
-      case ErrorKind::bad_input: next = "Check the input file: it may be missing, truncated or in an unsupported format."; break;
-      case ErrorKind::plugin: next = "Rebuild the plugin against this reel, or remove it from the plugin path."; break;
-      case ErrorKind::io: next = "Check the path, free disk space and permissions."; break;
+      case ErrorKind::invalid_graph:
+        next = "Fix the graph and check it with `reel validate`.";
+        break;
+      case ErrorKind::bad_input:
+        next = "Check the input file: it may be missing, truncated or in an unsupported format.";
+        break;
+      case ErrorKind::plugin:
+        next = "Rebuild the plugin against this reel, or remove it from the plugin path.";
+        break;
+      case ErrorKind::io:
+        next = "Check the path, free disk space and permissions.";
+        break;
       case ErrorKind::out_of_memory:
         next = "Try a lower resolution or a smaller tile, or disable this node.";
         break;
-      case ErrorKind::device: next = "Retry the job; if it fails again, check the GPU driver (nvidia-smi)."; break;
-      case ErrorKind::cancelled: break;
+      case ErrorKind::device:
+        next = "Retry the job; if it fails again, check the GPU driver (nvidia-smi).";
+        break;
+      case ErrorKind::cancelled:
+        break;
       case ErrorKind::internal:
         next = plugin.empty() ? "This is a bug in reel; the log and run report have the full detail."
                               : "This looks like a bug in " + plugin + "; the log and run report have the full detail.";

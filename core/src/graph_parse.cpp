@@ -36,8 +36,10 @@ std::string fingerprint(const std::string& bytes) {
 std::string line_and_column(const std::string& text, std::size_t byte) {
   std::size_t line = 1, column = 1;
   for (std::size_t i = 0; i < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') ++line, column = 1;
-    else ++column;
+    if (text[i] == '\n')
+      ++line, column = 1;
+    else
+      ++column;
   }
   return "line " + std::to_string(line) + ", column " + std::to_string(column);
 }
@@ -72,18 +74,20 @@ class Parser {
         fail("/" + key, "unknown top-level field '" + key + "'", {}, "allowed: version, nodes, description");
     if (!root.contains("version")) fail("/version", "the graph has no \"version\"", {}, "add \"version\": 1");
     if (!root["version"].is_number_integer() || root["version"].get<std::int64_t>() != kFormatVersion)
-      fail("/version", "graph format version " + root["version"].dump() + " is not supported",
-           {}, "this reel reads version " + std::to_string(kFormatVersion));
+      fail("/version", "graph format version " + root["version"].dump() + " is not supported", {},
+           "this reel reads version " + std::to_string(kFormatVersion));
     if (!root.contains("nodes") || !root["nodes"].is_array() || root["nodes"].empty())
       fail("/nodes", "\"nodes\" must be a non-empty array of nodes");
 
     const auto& nodes = root["nodes"];
-    for (std::size_t i = 0; i < nodes.size(); ++i) graph.nodes.push_back(parse_node(nodes[i], "/nodes/" + std::to_string(i)));
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      graph.nodes.push_back(parse_node(nodes[i], "/nodes/" + std::to_string(i)));
     for (std::size_t i = 0; i < graph.nodes.size(); ++i)
       for (std::size_t j = 0; j < i; ++j)
         if (graph.nodes[i].id == graph.nodes[j].id)
-          fail(graph.nodes[i].pointer + "/id", "node id '" + graph.nodes[i].id + "' is used twice (also at " +
-                                                   graph.nodes[j].pointer + ")", graph.nodes[i].id);
+          fail(graph.nodes[i].pointer + "/id",
+               "node id '" + graph.nodes[i].id + "' is used twice (also at " + graph.nodes[j].pointer + ")",
+               graph.nodes[i].id);
     return graph;
   }
 
@@ -117,7 +121,8 @@ class Parser {
         std::string text = ref.get<std::string>();
         auto dot = text.find('.');
         if (dot == std::string::npos || dot == 0 || dot + 1 == text.size())
-          fail(where, "input '" + port + "' is \"" + text + "\", not \"node.port\"", spec.id, "for example \"source.out\"");
+          fail(where, "input '" + port + "' is \"" + text + "\", not \"node.port\"", spec.id,
+               "for example \"source.out\"");
         spec.inputs[port] = PortRef{text.substr(0, dot), text.substr(dot + 1)};
       }
     }
@@ -150,9 +155,11 @@ void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignmen
     std::string node_id = assignment.substr(0, dot);
     std::string param = assignment.substr(dot + 1, eq - dot - 1);
     std::string text = assignment.substr(eq + 1);
-    auto node = std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const NodeSpec& n) { return n.id == node_id; });
+    auto node =
+        std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const NodeSpec& n) { return n.id == node_id; });
     if (node == graph.nodes.end())
-      throw GraphError(graph.file, node_id, "/nodes", "--set '" + assignment + "': the graph has no node '" + node_id + "'");
+      throw GraphError(graph.file, node_id, "/nodes",
+                       "--set '" + assignment + "': the graph has no node '" + node_id + "'");
     nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (value.is_discarded()) value = text;  // a bare word is a string
     node->params[param] = value;

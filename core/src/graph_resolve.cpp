@@ -51,15 +51,14 @@ class ParamChecker {
     for (const auto& spec : type.params) names.push_back(spec.name);
     for (const auto& [name, value] : given.items()) {
       if (std::find(names.begin(), names.end(), name) == names.end())
-        fail(pointer_ + "/params/" + name,
-             "node '" + node_ + "' (" + type.name + ") has no parameter '" + name + "'", suggest(name, names));
+        fail(pointer_ + "/params/" + name, "node '" + node_ + "' (" + type.name + ") has no parameter '" + name + "'",
+             suggest(name, names));
     }
     for (const ParamSpec& spec : type.params) {
       std::string pointer = pointer_ + "/params/" + spec.name;
       auto it = given.find(spec.name);
       if (it == given.end() || it->is_null()) {
-        if (spec.required)
-          fail(pointer, "node '" + node_ + "' needs parameter '" + spec.name + "'", spec.description);
+        if (spec.required) fail(pointer, "node '" + node_ + "' needs parameter '" + spec.name + "'", spec.description);
         values[spec.name] = spec.default_value;
         continue;
       }
@@ -68,12 +67,11 @@ class ParamChecker {
     return values;
   }
 
-  nlohmann::json check_value(const ParamSpec& spec, const nlohmann::json& value,
-                             const std::string& pointer) const {
+  nlohmann::json check_value(const ParamSpec& spec, const nlohmann::json& value, const std::string& pointer) const {
     auto wrong_type = [&] {
       fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' must be " +
-                                 (spec.type == ParamType::integer ? "an integer" : std::string("a ") + to_string(spec.type)) +
-                                 ", not " + value.dump());
+                        (spec.type == ParamType::integer ? "an integer" : std::string("a ") + to_string(spec.type)) +
+                        ", not " + value.dump());
     };
     switch (spec.type) {
       case ParamType::integer:
@@ -95,8 +93,9 @@ class ParamChecker {
         if (!value.is_string()) wrong_type();
         auto text = value.get<std::string>();
         if (std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end())
-          fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' is '" + text +
-                                     "', not one of its choices", suggest(text, spec.choices));
+          fail(pointer,
+               "parameter '" + spec.name + "' of node '" + node_ + "' is '" + text + "', not one of its choices",
+               suggest(text, spec.choices));
         break;
       }
     }
@@ -104,7 +103,7 @@ class ParamChecker {
       double v = value.get<double>();
       if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max))
         fail(pointer, "parameter '" + spec.name + "' of node '" + node_ + "' is " + value.dump() +
-                                   ", out of range: it must be " + spec.range_text());
+                          ", out of range: it must be " + spec.range_text());
       if (spec.type == ParamType::integer) return static_cast<std::int64_t>(v);
     }
     return value;
@@ -145,13 +144,15 @@ class Resolver {
     resolved.spec = &graph_;
     for (std::size_t original : order) {
       ResolvedNode node = std::move(nodes[original]);
-      for (auto [producer, port] : from[original]) node.input_from.emplace_back(static_cast<int>(position[producer]), port);
+      for (auto [producer, port] : from[original])
+        node.input_from.emplace_back(static_cast<int>(position[producer]), port);
       resolved.nodes.push_back(std::move(node));
     }
     bool has_sink = std::any_of(resolved.nodes.begin(), resolved.nodes.end(),
                                 [](const ResolvedNode& n) { return n.type->type.outputs.empty(); });
     if (!has_sink)
-      fail({}, "/nodes", "the graph has no sink (a node without outputs, such as an encoder), so it would produce nothing",
+      fail({}, "/nodes",
+           "the graph has no sink (a node without outputs, such as an encoder), so it would produce nothing",
            "add an output node and connect it");
     return resolved;
   }
@@ -173,7 +174,8 @@ class Resolver {
     fail(node.id, node.pointer + "/type", "node '" + node.id + "' has unknown type '" + node.type + "'", hint);
   }
 
-  std::vector<std::pair<std::size_t, int>> resolve_inputs(const ResolvedNode& node, const std::vector<ResolvedNode>& nodes,
+  std::vector<std::pair<std::size_t, int>> resolve_inputs(const ResolvedNode& node,
+                                                          const std::vector<ResolvedNode>& nodes,
                                                           const std::map<std::string, std::size_t>& index_of) const {
     const NodeSpec& spec = *node.spec;
     const NodeType& type = node.type->type;
@@ -197,8 +199,10 @@ class Resolver {
       if (producer == index_of.end()) {
         std::vector<std::string> ids;
         for (const auto& [id, i] : index_of) ids.push_back(id);
-        fail(spec.id, pointer, "input '" + port.name + "' of node '" + spec.id + "' refers to node '" + ref.node +
-                                   "', which is not in the graph", suggest(ref.node, ids));
+        fail(spec.id, pointer,
+             "input '" + port.name + "' of node '" + spec.id + "' refers to node '" + ref.node +
+                 "', which is not in the graph",
+             suggest(ref.node, ids));
       }
       const NodeType& producer_type = nodes[producer->second].type->type;
       int output = -1;
@@ -208,12 +212,14 @@ class Resolver {
         if (producer_type.outputs[k].name == ref.port) output = static_cast<int>(k);
       }
       if (output < 0)
-        fail(spec.id, pointer, "input '" + port.name + "' of node '" + spec.id + "' refers to '" + ref.node + "." +
-                                   ref.port + "', but " + producer_type.name + " has no output port '" + ref.port + "'",
+        fail(spec.id, pointer,
+             "input '" + port.name + "' of node '" + spec.id + "' refers to '" + ref.node + "." + ref.port + "', but " +
+                 producer_type.name + " has no output port '" + ref.port + "'",
              outputs.empty() ? producer_type.name + " is a sink and has no outputs" : suggest(ref.port, outputs));
       if (port.kind == PortKind::image && producer_type.outputs[output].kind != PortKind::image)
-        fail(spec.id, pointer, "input '" + port.name + "' of node '" + spec.id + "' takes an image, but '" + ref.node +
-                                   "." + ref.port + "' is a video stream",
+        fail(spec.id, pointer,
+             "input '" + port.name + "' of node '" + spec.id + "' takes an image, but '" + ref.node + "." + ref.port +
+                 "' is a video stream",
              "connect an image source (such as source.image) here");
       from.emplace_back(producer->second, output);
     }
@@ -246,7 +252,10 @@ class Resolver {
       for (;;) {
         std::size_t next = stuck;
         for (auto [producer, port] : from[path.back()])
-          if (waiting[producer] != 0) { next = producer; break; }
+          if (waiting[producer] != 0) {
+            next = producer;
+            break;
+          }
         auto seen = std::find(path.begin(), path.end(), next);
         if (seen != path.end()) {
           // path runs against the flow (each entry is fed by the next), so read it backwards.

@@ -7,11 +7,16 @@ namespace reel {
 
 const char* to_string(ParamType type) noexcept {
   switch (type) {
-    case ParamType::integer: return "integer";
-    case ParamType::number: return "number";
-    case ParamType::boolean: return "boolean";
-    case ParamType::string: return "string";
-    case ParamType::choice: return "choice";
+    case ParamType::integer:
+      return "integer";
+    case ParamType::number:
+      return "number";
+    case ParamType::boolean:
+      return "boolean";
+    case ParamType::string:
+      return "string";
+    case ParamType::choice:
+      return "choice";
   }
   return "string";
 }
@@ -58,7 +63,8 @@ ParamSpec& ParamSpec::range(std::optional<double> lo, std::optional<double> hi) 
 
 std::string ParamSpec::range_text() const {
   auto text = [](double v) {
-    return v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<long long>(v)) : nlohmann::json(v).dump();
+    return v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<long long>(v))
+                                                    : nlohmann::json(v).dump();
   };
   if (min && max) return "from " + text(*min) + " to " + text(*max);
   if (min) return "at least " + text(*min);
@@ -76,8 +82,6 @@ const nlohmann::json& Params::at(const std::string& name) const {
 std::int64_t Params::integer(const std::string& name) const { return at(name).get<std::int64_t>(); }
 double Params::number(const std::string& name) const { return at(name).get<double>(); }
 bool Params::boolean(const std::string& name) const { return at(name).get<bool>(); }
-const std::string& Params::string(const std::string& name) const {
-  return at(name).get_ref<const std::string&>();
-}
+const std::string& Params::string(const std::string& name) const { return at(name).get_ref<const std::string&>(); }
 
 }  // namespace reel

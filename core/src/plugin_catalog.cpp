@@ -3,9 +3,9 @@
 #include <reel/error.h>
 
 #define BOOST_DLL_USE_STD_FS
-#include <boost/dll/shared_library.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
+#include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -25,14 +25,14 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
   return *libraries;
 }
 
-const reel_plugin_handshake_v1 kHost{REEL_ABI_MAJOR,     REEL_ABI_MINOR,     REEL_VERSION_STRING,
-                                     REEL_COMPILER_ID,   REEL_TORCH_VERSION, _GLIBCXX_USE_CXX11_ABI};
+const reel_plugin_handshake_v1 kHost{REEL_ABI_MAJOR,   REEL_ABI_MINOR,     REEL_VERSION_STRING,
+                                     REEL_COMPILER_ID, REEL_TORCH_VERSION, _GLIBCXX_USE_CXX11_ABI};
 
 std::string describe(const reel_plugin_handshake_v1& h) {
   std::ostringstream s;
-  s << "ABI " << h.abi_major << "." << h.abi_minor << " (reel " << (h.reel_version ? h.reel_version : "?")
-    << ", " << (h.compiler ? h.compiler : "?") << ", libtorch " << (h.torch_version ? h.torch_version : "?")
-    << ", cxx11 ABI " << h.cxx11_abi << ")";
+  s << "ABI " << h.abi_major << "." << h.abi_minor << " (reel " << (h.reel_version ? h.reel_version : "?") << ", "
+    << (h.compiler ? h.compiler : "?") << ", libtorch " << (h.torch_version ? h.torch_version : "?") << ", cxx11 ABI "
+    << h.cxx11_abi << ")";
   return s.str();
 }
 
@@ -65,8 +65,9 @@ void PluginCatalog::load_library(const fs::path& file) {
   try {
     library.load(file, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    throw plugin_error(file, std::string("the library could not be loaded: ") + e.what(),
-                       "Check that it is a reel plugin built for this machine and that its dependencies are installed.");
+    throw plugin_error(
+        file, std::string("the library could not be loaded: ") + e.what(),
+        "Check that it is a reel plugin built for this machine and that its dependencies are installed.");
   }
   if (!library.has("reel_plugin_handshake") || !library.has("reel_plugin_register"))
     throw plugin_error(file, "it has no reel entry point (reel_plugin_handshake / reel_plugin_register)",
@@ -76,7 +77,8 @@ void PluginCatalog::load_library(const fs::path& file) {
   const auto* handshake = library.get<const reel_plugin_handshake_v1*()>("reel_plugin_handshake")();
   if (handshake == nullptr) throw plugin_error(file, "its handshake is empty");
   if (std::string problem = handshake_problem(*handshake); !problem.empty())
-    throw plugin_error(file, problem + ": the plugin has " + describe(*handshake) + ", this reel has " + describe(kHost),
+    throw plugin_error(file,
+                       problem + ": the plugin has " + describe(*handshake) + ", this reel has " + describe(kHost),
                        "Rebuild the plugin against this reel's SDK.");
 
   CollectingRegistry collected;
@@ -86,7 +88,8 @@ void PluginCatalog::load_library(const fs::path& file) {
     throw plugin_error(file, std::string("its registration failed: ") + e.what());
   }
   for (const NodeType& type : collected.types) {
-    if (type.name.empty() || !type.create) throw plugin_error(file, "it declares a node type without a name or factory");
+    if (type.name.empty() || !type.create)
+      throw plugin_error(file, "it declares a node type without a name or factory");
     if (auto it = types_.find(type.name); it != types_.end())
       throw plugin_error(file, "node type '" + type.name + "' is already provided by " + it->second.library.string(),
                          "Remove one of the two libraries from the plugin path.");
@@ -123,7 +126,8 @@ void PluginCatalog::load_directory(const fs::path& dir) {
 
 void PluginCatalog::add_builtin(NodeType type, const std::string& origin) {
   if (auto it = types_.find(type.name); it != types_.end())
-    throw Error(ErrorKind::plugin, "node type '" + type.name + "' is already provided by " + it->second.library.string());
+    throw Error(ErrorKind::plugin,
+                "node type '" + type.name + "' is already provided by " + it->second.library.string());
   std::string name = type.name;
   types_.emplace(name, RegisteredType{std::move(type), origin});
 }

@@ -20,8 +20,11 @@ nlohmann::json memory_json(const MemorySnapshot& m) {
 }
 
 nlohmann::json param_json(const ParamSpec& p) {
-  nlohmann::json j = {{"name", p.name}, {"type", to_string(p.type)}, {"description", p.description},
-                      {"required", p.required}, {"default", p.default_value}};
+  nlohmann::json j = {{"name", p.name},
+                      {"type", to_string(p.type)},
+                      {"description", p.description},
+                      {"required", p.required},
+                      {"default", p.default_value}};
   if (p.min) j["min"] = *p.min;
   if (p.max) j["max"] = *p.max;
   if (!p.choices.empty()) j["choices"] = p.choices;
@@ -30,15 +33,17 @@ nlohmann::json param_json(const ParamSpec& p) {
 
 nlohmann::json ports_json(const std::vector<PortSpec>& ports) {
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& p : ports) list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"description", p.description}});
+  for (const auto& p : ports)
+    list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"description", p.description}});
   return list;
 }
 
 }  // namespace
 
 nlohmann::json failure_json(const Failure& f) {
-  nlohmann::json j = {{"kind", to_string(f.kind)},       {"exit_code", exit_code(f.kind)}, {"phase", to_string(f.phase)},
-                      {"message", f.user_message()},      {"reason", f.reason},             {"hint", f.hint},
+  nlohmann::json j = {{"kind", to_string(f.kind)},   {"exit_code", exit_code(f.kind)},
+                      {"phase", to_string(f.phase)}, {"message", f.user_message()},
+                      {"reason", f.reason},          {"hint", f.hint},
                       {"detail", f.detail}};
   if (!f.node_id.empty()) j["node"] = f.node_id;
   if (!f.node_type.empty()) j["node_type"] = f.node_type;
@@ -91,8 +96,10 @@ nlohmann::json run_report(const RunResult& r) {
       {"status", r.ok() ? "succeeded" : (r.cancelled() ? "cancelled" : "failed")},
       {"nodes", nodes},
       {"edges", edges},
-      {"memory", {{"before", memory_json(r.memory_before)}, {"after", memory_json(r.memory_after)},
-                  {"peak_host_rss_bytes", r.peak_rss_bytes}}},
+      {"memory",
+       {{"before", memory_json(r.memory_before)},
+        {"after", memory_json(r.memory_after)},
+        {"peak_host_rss_bytes", r.peak_rss_bytes}}},
   };
   report["error"] = r.failure ? failure_json(*r.failure) : nlohmann::json(nullptr);
   return report;
@@ -102,9 +109,14 @@ nlohmann::json node_type_json(const RegisteredType& entry) {
   const NodeType& t = entry.type;
   nlohmann::json params = nlohmann::json::array();
   for (const auto& p : t.params) params.push_back(param_json(p));
-  return {{"type", t.name},         {"description", t.description}, {"plugin", entry.library.string()},
-          {"inputs", ports_json(t.inputs)}, {"outputs", ports_json(t.outputs)}, {"params", params},
-          {"concurrency", t.concurrency},   {"example_params", t.example_params}};
+  return {{"type", t.name},
+          {"description", t.description},
+          {"plugin", entry.library.string()},
+          {"inputs", ports_json(t.inputs)},
+          {"outputs", ports_json(t.outputs)},
+          {"params", params},
+          {"concurrency", t.concurrency},
+          {"example_params", t.example_params}};
 }
 
 }  // namespace reel

@@ -36,8 +36,8 @@ std::optional<Rational> Rational::parse(const std::string& text) {
 std::string Rational::str() const { return std::to_string(num) + "/" + std::to_string(den); }
 
 std::string StreamDesc::str() const {
-  std::string s = std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels) +
-                  " @ " + fps.str() + " fps, ";
+  std::string s = std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels) + " @ " +
+                  fps.str() + " fps, ";
   s += frame_count ? std::to_string(*frame_count) + (*frame_count == 1 ? " frame" : " frames")
                    : std::string("unknown length");
   return s;

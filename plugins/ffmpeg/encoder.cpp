@@ -19,10 +19,10 @@ extern "C" {
 namespace {
 
 struct Codec {
-  const char* name;          // the param value
-  const char* encoder;       // libavcodec encoder name
-  AVPixelFormat pix_fmt;     // default pixel format
-  const char* crf_option;    // private option for quality, or nullptr
+  const char* name;        // the param value
+  const char* encoder;     // libavcodec encoder name
+  AVPixelFormat pix_fmt;   // default pixel format
+  const char* crf_option;  // private option for quality, or nullptr
 };
 
 const Codec kCodecs[] = {
@@ -65,8 +65,9 @@ class Encoder : public reel::Node {
     width_ = in_.width, height_ = in_.height;
     if (needs_even_size(pix_fmt_) && (width_ % 2 || height_ % 2)) {
       if (p.string("odd_size") == "error")
-        throw reel::InvalidParamError("odd_size", "the frames are " + std::to_string(width_) + "x" + std::to_string(height_) +
-                                                      ", but " + av_get_pix_fmt_name(pix_fmt_) + " needs even dimensions",
+        throw reel::InvalidParamError("odd_size",
+                                      "the frames are " + std::to_string(width_) + "x" + std::to_string(height_) +
+                                          ", but " + av_get_pix_fmt_name(pix_fmt_) + " needs even dimensions",
                                       "Set odd_size to pad or crop, or resize to an even size.");
       bool pad = p.string("odd_size") == "pad";
       width_ += pad ? width_ % 2 : -(width_ % 2);
@@ -81,11 +82,13 @@ class Encoder : public reel::Node {
       throw reel::InvalidParamError("path", "cannot tell the container from '" + output_->target().string() + "'",
                                     "End the path with .mp4, .mov, .mkv or .webm.");
     const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
-    if (!encoder) throw reel::Error(reel::ErrorKind::plugin, std::string("this FFmpeg has no ") + codec_->encoder + " encoder");
+    if (!encoder)
+      throw reel::Error(reel::ErrorKind::plugin, std::string("this FFmpeg has no ") + codec_->encoder + " encoder");
     if (avformat_query_codec(format, encoder->id, FF_COMPLIANCE_NORMAL) != 1)
-      throw reel::InvalidParamError("codec", std::string(codec_->name) + " cannot be stored in a " +
-                                                 output_->target().extension().string() + " file",
-                                    "Use .mkv, which takes every codec here, or another codec.");
+      throw reel::InvalidParamError(
+          "codec",
+          std::string(codec_->name) + " cannot be stored in a " + output_->target().extension().string() + " file",
+          "Use .mkv, which takes every codec here, or another codec.");
     return {};
   }
 
@@ -117,7 +120,8 @@ class Encoder : public reel::Node {
       if (std::string(codec_->name) == "vp9") codec_context_->bit_rate = 0;  // constant quality
     }
     if (!preset_.empty() && av_opt_set(codec_context_->priv_data, "preset", preset_.c_str(), 0) < 0)
-      throw reel::InvalidParamError("preset", "the " + std::string(codec_->encoder) + " encoder has no preset '" + preset_ + "'");
+      throw reel::InvalidParamError("preset",
+                                    "the " + std::string(codec_->encoder) + " encoder has no preset '" + preset_ + "'");
     check(avcodec_open2(codec_context_, encoder, nullptr), "open the encoder");
     check(avcodec_parameters_from_context(stream_->codecpar, codec_context_), "set up the stream");
     stream_->time_base = codec_context_->time_base;
@@ -213,7 +217,8 @@ class Encoder : public reel::Node {
 
   void check(int rc, const char* what) const {
     if (rc == AVERROR(ENOMEM)) throw reel::OutOfMemoryError(std::string("FFmpeg ran out of memory trying to ") + what);
-    if (rc < 0) throw reel::Error(reel::ErrorKind::internal, std::string("FFmpeg could not ") + what + ": " + av_error(rc));
+    if (rc < 0)
+      throw reel::Error(reel::ErrorKind::internal, std::string("FFmpeg could not ") + what + ": " + av_error(rc));
   }
 
   void check_io(int rc, const char* what) const {
@@ -256,16 +261,17 @@ void register_nodes(reel::Registry& registry) {
   registry.add({
       .name = "encoder.ffmpeg",
       .description = "Encode frames to a video file with FFmpeg (H.264 MP4 by default)",
-      .params = {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm)")
-                     .make_required(),
-                 ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1"}, "Video codec"),
-                 ParamSpec::integer("crf", -1, "Constant quality (lower is better); -1: the codec's default").range(-1, 63),
-                 ParamSpec::string("bitrate", "", "Target bitrate such as 4M; overrides crf when set"),
-                 ParamSpec::string("preset", "", "Encoder speed preset (e.g. medium, veryfast for h264)"),
-                 ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: gbrp)"),
-                 ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
-                                   "What to do with odd dimensions when the pixel format needs even ones"),
-                 ParamSpec::boolean("overwrite", false, "Replace an existing output file")},
+      .params =
+          {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm)")
+               .make_required(),
+           ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1"}, "Video codec"),
+           ParamSpec::integer("crf", -1, "Constant quality (lower is better); -1: the codec's default").range(-1, 63),
+           ParamSpec::string("bitrate", "", "Target bitrate such as 4M; overrides crf when set"),
+           ParamSpec::string("preset", "", "Encoder speed preset (e.g. medium, veryfast for h264)"),
+           ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: gbrp)"),
+           ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
+                             "What to do with odd dimensions when the pixel format needs even ones"),
+           ParamSpec::boolean("overwrite", false, "Replace an existing output file")},
       .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
       .example_params = {{"path", "conformance.mp4"}, {"overwrite", true}},
       .create = [] { return std::make_unique<Encoder>(); },

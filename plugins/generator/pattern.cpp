@@ -41,8 +41,10 @@ class Pattern : public reel::Node {
     at::Tensor y = at::linspace(0, 1, stream_.height, options).view({-1, 1});
     auto wave = [&](const at::Tensor& phase) { return 0.5 + 0.5 * at::sin(phase); };
     // Three drifting colour waves...
-    at::Tensor r = wave(kTwoPi * (x * (1 + 2 * look_[0]) + t * (0.1 + 0.3 * look_[1])) + kTwoPi * look_[2]).expand({stream_.height, stream_.width});
-    at::Tensor g = wave(kTwoPi * (y * (1 + 2 * look_[3]) - t * (0.1 + 0.3 * look_[4])) + kTwoPi * look_[5]).expand({stream_.height, stream_.width});
+    at::Tensor r = wave(kTwoPi * (x * (1 + 2 * look_[0]) + t * (0.1 + 0.3 * look_[1])) + kTwoPi * look_[2])
+                       .expand({stream_.height, stream_.width});
+    at::Tensor g = wave(kTwoPi * (y * (1 + 2 * look_[3]) - t * (0.1 + 0.3 * look_[4])) + kTwoPi * look_[5])
+                       .expand({stream_.height, stream_.width});
     at::Tensor b = wave(kTwoPi * ((x + y) * (0.5 + look_[6]) + t * (0.2 + 0.2 * look_[7])));
     at::Tensor image = at::stack({r, g, b});
     // ...and a bright disc on a Lissajous path, so motion is obvious.

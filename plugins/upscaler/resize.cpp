@@ -54,8 +54,8 @@ class Resize : public reel::Node {
   }
 
   void load() override {
-    scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, out_.width, out_.height, AV_PIX_FMT_RGB24,
-                             flags_, nullptr, nullptr, nullptr);
+    scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, out_.width, out_.height, AV_PIX_FMT_RGB24, flags_,
+                             nullptr, nullptr, nullptr);
     if (!scaler_) throw reel::Error(reel::ErrorKind::internal, "libswscale could not set up this resize");
   }
 

@@ -32,9 +32,13 @@ class CudaMemory : public ::testing::Test {
 };
 
 TEST_F(CudaMemory, InjectedOutOfMemoryReleasesTheModelAndTheCache) {
-  RunResult r = test::run(test::chain(
-      6, {"test.map"},
-      {{"m0", {{"device", "cuda"}, {"model_mib", 4096}, {"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3}}}}));
+  RunResult r = test::run(test::chain(6, {"test.map"},
+                                      {{"m0",
+                                        {{"device", "cuda"},
+                                         {"model_mib", 4096},
+                                         {"fail_phase", "process"},
+                                         {"fail_with", "c10_oom"},
+                                         {"fail_frame", 3}}}}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
   expect_back_at_baseline(r);
@@ -42,9 +46,9 @@ TEST_F(CudaMemory, InjectedOutOfMemoryReleasesTheModelAndTheCache) {
 
 TEST_F(CudaMemory, RealOutOfMemoryIsClassifiedAndCleanedUp) {
   // 16 TiB: more than any device has, so the caching allocator throws c10::OutOfMemoryError.
-  RunResult r = test::run(test::chain(4, {"test.map"},
-                                      {{"src", {{"device", "cuda"}, {"model_mib", 2048}}},
-                                       {"m0", {{"device", "cuda"}, {"model_mib", 1 << 24}}}}));
+  RunResult r = test::run(test::chain(
+      4, {"test.map"},
+      {{"src", {{"device", "cuda"}, {"model_mib", 2048}}}, {"m0", {{"device", "cuda"}, {"model_mib", 1 << 24}}}}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory) << r.failure->detail;
   EXPECT_EQ(r.failure->node_id, "m0");

@@ -2,8 +2,8 @@
 // process, SIGINT, and the worker protocol.
 #include "test_support.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -90,13 +90,16 @@ TEST(Cli, RunSucceedsAndWritesTheReport) {
 
 TEST(Cli, FailureGivesTheClassifiedExitCodeAShortMessageAndAReport) {
   fs::path dir = test::temp_dir();
-  fs::path graph = write_graph(test::chain(8, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3}}},
-                                                             {"sink", {{"path", (dir / "out.txt").string()}}}}));
+  fs::path graph =
+      write_graph(test::chain(8, {"test.map"},
+                              {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3}}},
+                               {"sink", {{"path", (dir / "out.txt").string()}}}}));
   Outcome o = reel_cli({"run", graph.string(), "--report", (dir / "report.json").string()});
   EXPECT_EQ(o.exit_code, 75);
   EXPECT_TRUE(contains(o.err, "out of memory in node \"m0\" (test.map, libreel_testkit.so) at frame 3")) << o.err;
   EXPECT_TRUE(contains(o.err, "All models were unloaded")) << o.err;
-  EXPECT_FALSE(contains(o.err, "c10::OutOfMemoryError")) << "the type and backtrace belong in the log, not the terminal";
+  EXPECT_FALSE(contains(o.err, "c10::OutOfMemoryError"))
+      << "the type and backtrace belong in the log, not the terminal";
   EXPECT_FALSE(fs::exists(dir / "out.txt"));
   json report = json::parse(slurp(dir / "report.json"));
   EXPECT_EQ(report["status"], "failed");
@@ -108,8 +111,10 @@ TEST(Cli, FailureGivesTheClassifiedExitCodeAShortMessageAndAReport) {
 
 TEST(Cli, SeveralGraphsRunInOrderAndAFailureDoesNotStopTheNext) {
   fs::path dir = test::temp_dir();
-  fs::path bad = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "bad_input"}}}}), "bad.json");
-  fs::path good = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
+  fs::path bad = write_graph(
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "bad_input"}}}}), "bad.json");
+  fs::path good =
+      write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
   Outcome o = reel_cli({"run", bad.string(), good.string(), "--report", (dir / "reports.json").string()});
   EXPECT_EQ(o.exit_code, 66);  // the first failure's code
   EXPECT_TRUE(fs::exists(dir / "out.txt"));
@@ -155,7 +160,8 @@ TEST(Cli, ExistingOutputIsKeptUnlessOverwriteIsGiven) {
 
 TEST(Cli, PlanShowsStreamsAndEstimatesWithoutLoading) {
   fs::path journal = test::temp_dir() / "journal.txt";
-  fs::path graph = write_graph(test::chain(7, {"test.map"}, {{"m0", {{"copies", 2}, {"model_mib", 10}, {"journal", journal.string()}}}}));
+  fs::path graph = write_graph(
+      test::chain(7, {"test.map"}, {{"m0", {{"copies", 2}, {"model_mib", 10}, {"journal", journal.string()}}}}));
   Outcome o = reel_cli({"plan", graph.string()});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_TRUE(contains(o.out, "m0.out -> sink.in: 8x8x3 @ 24/1 fps, 14 frames")) << o.out;
@@ -190,12 +196,14 @@ TEST(Cli, UsageErrorsExitWith64) {
 TEST(Cli, SigintCancelsCleansUpAndExits130) {
   fs::path dir = test::temp_dir();
   fs::path journal = dir / "journal.txt";
-  fs::path graph = write_graph(test::chain(5000, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}, {"delay_us", 2000},
-                                                                          {"journal", journal.string()}}}}));
+  fs::path graph = write_graph(test::chain(
+      5000, {"test.map"},
+      {{"sink", {{"path", (dir / "out.txt").string()}, {"delay_us", 2000}, {"journal", journal.string()}}}}));
   fs::path io = test::temp_dir("io");
   pid_t pid = spawn({"run", graph.string(), "--report", (dir / "report.json").string()}, io);
   // Wait until the sink is working, then interrupt.
-  for (int i = 0; i < 500 && test::read_lines(journal).size() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 500 && test::read_lines(journal).size() < 5; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ::kill(pid, SIGINT);
   Outcome o = finish(pid, io);
   EXPECT_EQ(o.exit_code, 130) << o.err;
@@ -207,8 +215,10 @@ TEST(Cli, SigintCancelsCleansUpAndExits130) {
 
 TEST(Cli, WorkerRunsJobsFromStdinAndStaysAlive) {
   fs::path dir = test::temp_dir();
-  fs::path bad = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}}}}), "bad.json");
-  fs::path good = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
+  fs::path bad = write_graph(
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}}}}), "bad.json");
+  fs::path good =
+      write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}), "good.json");
   fs::path jobs = dir / "jobs.jsonl";
   test::write_file(jobs, json({{"id", 1}, {"graph", bad.string()}}).dump() + "\nnot json\n" +
                              json({{"id", 2}, {"graph", good.string()}, {"set", {"src.frames=6"}}}).dump() + "\n");

@@ -34,8 +34,8 @@ class ExecutorErrorTest : public ::testing::TestWithParam<std::tuple<std::string
 
   static bool run_small_graph() {
     fs::path dir = test::temp_dir("ok");
-    json g = test::chain(5, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}},
-                                           {"m0", {{"model_mib", kOtherModelMib}}}});
+    json g = test::chain(5, {"test.map"},
+                         {{"sink", {{"path", (dir / "out.txt").string()}}}, {"m0", {{"model_mib", kOtherModelMib}}}});
     RunResult r = test::run(g);
     return r.ok() && test::read_lines(dir / "out.txt").size() == 5;
   }
@@ -96,7 +96,9 @@ TEST_P(ExecutorErrorTest, UnloadsEveryNodeClassifiesAndRecovers) {
   }
   for (const NodeReport& n : r.nodes) {
     bool never_created = phase == "configure" && test::find_line(lines, n.id + " configure") < 0;
-    NodeState expected = never_created ? NodeState::created : n.id == position ? NodeState::failed : NodeState::unloaded;
+    NodeState expected = never_created      ? NodeState::created
+                         : n.id == position ? NodeState::failed
+                                            : NodeState::unloaded;
     EXPECT_EQ(n.state, expected) << n.id << " " << to_string(n.state);
   }
 
@@ -109,8 +111,8 @@ TEST_P(ExecutorErrorTest, UnloadsEveryNodeClassifiesAndRecovers) {
   if (phase != "configure") {
     EXPECT_GT(r.peak_rss_bytes, baseline + (kFailingModelMib - 16) * 1024ull * 1024ull);
   }
-  EXPECT_LT(static_cast<double>(after), baseline * 1.05) << "baseline " << format_bytes(baseline) << ", after "
-                                                          << format_bytes(after);
+  EXPECT_LT(static_cast<double>(after), baseline * 1.05)
+      << "baseline " << format_bytes(baseline) << ", after " << format_bytes(after);
 
   // The process is healthy: the next graph runs.
   EXPECT_TRUE(run_small_graph());
@@ -134,14 +136,16 @@ TEST(ExecutorErrorKinds, PluginClassifiedErrorsKeepTheirKind) {
                                                      {"cuda_error", ErrorKind::device},
                                                      {"script_oom", ErrorKind::out_of_memory}};
   for (const auto& [fail_with, kind] : cases) {
-    RunResult r = test::run(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", fail_with}}}}));
+    RunResult r =
+        test::run(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", fail_with}}}}));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.failure->kind, kind) << fail_with;
   }
 }
 
 TEST(ExecutorErrorKinds, InvalidParamFromConfigurePointsAtTheField) {
-  RunResult r = test::run(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "configure"}, {"fail_with", "invalid_param"}}}}));
+  RunResult r =
+      test::run(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "configure"}, {"fail_with", "invalid_param"}}}}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::invalid_graph);
   EXPECT_EQ(r.failure->pointer, "/nodes/1/params/fail_with");

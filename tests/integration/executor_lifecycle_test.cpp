@@ -24,7 +24,8 @@ TEST(ExecutorLifecycle, LoadsLazilyJustBeforeFirstWork) {
   // Every node is configured before any node loads.
   int last_configure = std::max({test::find_line(lines, "src configure"), test::find_line(lines, "m0 configure"),
                                  test::find_line(lines, "sink configure")});
-  for (const char* id : {"src", "m0", "sink"}) EXPECT_GT(test::find_line(lines, std::string(id) + " load"), last_configure);
+  for (const char* id : {"src", "m0", "sink"})
+    EXPECT_GT(test::find_line(lines, std::string(id) + " load"), last_configure);
   // A consumer loads only once its first frame exists, and exactly once.
   EXPECT_GT(test::find_line(lines, "m0 load"), test::find_line(lines, "src produce 0"));
   EXPECT_LT(test::find_line(lines, "m0 load"), test::find_line(lines, "m0 process 0"));
@@ -34,7 +35,8 @@ TEST(ExecutorLifecycle, LoadsLazilyJustBeforeFirstWork) {
 
 TEST(ExecutorLifecycle, NodeDownstreamOfAnEarlyFailureNeverLoads) {
   fs::path journal = test::temp_dir() / "journal.txt";
-  RunResult r = test::run(test::chain(5, {"test.map"}, journal_everywhere(journal, {{"src", {{"fail_phase", "load"}}}})));
+  RunResult r =
+      test::run(test::chain(5, {"test.map"}, journal_everywhere(journal, {{"src", {{"fail_phase", "load"}}}})));
   ASSERT_FALSE(r.ok());
   auto lines = test::read_lines(journal);
   EXPECT_EQ(test::find_line(lines, "m0 load"), -1);
@@ -61,7 +63,8 @@ TEST(ExecutorLifecycle, UnloadsEachNodeAsSoonAsItFinished) {
 
 TEST(ExecutorLifecycle, ThrowingUnloadIsLoggedAndDoesNotStopTheOthers) {
   fs::path journal = test::temp_dir() / "journal.txt";
-  RunResult r = test::run(test::chain(4, {"test.map"}, journal_everywhere(journal, {{"m0", {{"fail_phase", "unload"}}}})));
+  RunResult r =
+      test::run(test::chain(4, {"test.map"}, journal_everywhere(journal, {{"m0", {{"fail_phase", "unload"}}}})));
   EXPECT_TRUE(r.ok());  // the outputs are complete; the plugin bug is reported, not fatal
   EXPECT_NE(r.nodes[1].cleanup_error.find("injected failure in unload"), std::string::npos) << r.nodes[1].cleanup_error;
   auto lines = test::read_lines(journal);
@@ -88,27 +91,31 @@ TEST(ExecutorLifecycle, ThrowingCleanupDuringAFailureStillUnloadsEveryone) {
 TEST(ExecutorLifecycle, OutOfMemoryDegradesAndRetriesTheSameFrame) {
   fs::path journal = test::temp_dir() / "journal.txt";
   fs::path out = test::temp_dir() / "out.txt";
-  RunResult r = test::run(test::chain(
-      5, {"test.map"},
-      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"fail_frame", 3},
-                                           {"fail_times", 2}, {"degradable", true}}},
-                                  {"sink", {{"path", out.string()}}}})));
+  RunResult r = test::run(test::chain(5, {"test.map"},
+                                      journal_everywhere(journal, {{"m0",
+                                                                    {{"fail_phase", "process"},
+                                                                     {"fail_with", "c10_oom"},
+                                                                     {"fail_frame", 3},
+                                                                     {"fail_times", 2},
+                                                                     {"degradable", true}}},
+                                                                   {"sink", {{"path", out.string()}}}})));
   ASSERT_TRUE(r.ok()) << r.failure->user_message();
   EXPECT_EQ(r.nodes[1].oom_retries, 2);
   auto lines = test::read_lines(journal);
   EXPECT_EQ(test::count_lines(lines, "m0 degrade"), 2);
   EXPECT_EQ(test::count_lines(lines, "m0 process 3"), 3);  // the same frame, three times
-  EXPECT_EQ(test::read_lines(out).size(), 5u);               // and no frame lost or doubled
+  EXPECT_EQ(test::read_lines(out).size(), 5u);             // and no frame lost or doubled
 }
 
 TEST(ExecutorLifecycle, OutOfMemoryRetriesAreBounded) {
   fs::path journal = test::temp_dir() / "journal.txt";
   RunOptions options;
   options.max_oom_retries = 3;
-  RunResult r = test::run(test::chain(5, {"test.map"},
-                                      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"},
-                                                                           {"degradable", true}}}})),
-                          options);
+  RunResult r = test::run(
+      test::chain(5, {"test.map"},
+                  journal_everywhere(
+                      journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"degradable", true}}}})),
+      options);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
   EXPECT_EQ(test::count_lines(test::read_lines(journal), "m0 degrade"), 3);
@@ -116,8 +123,8 @@ TEST(ExecutorLifecycle, OutOfMemoryRetriesAreBounded) {
 
 TEST(ExecutorLifecycle, NodeThatCannotDegradeFailsAtOnce) {
   fs::path journal = test::temp_dir() / "journal.txt";
-  RunResult r = test::run(test::chain(5, {"test.map"},
-                                      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "bad_alloc"}}}})));
+  RunResult r = test::run(test::chain(
+      5, {"test.map"}, journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_with", "bad_alloc"}}}})));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory);
   EXPECT_EQ(test::count_lines(test::read_lines(journal), "m0 degrade"), 1);

@@ -20,17 +20,18 @@ void expect_in_order(const fs::path& file, std::int64_t frames, std::int64_t cop
 TEST(ExecutorOrdering, ConcurrentNodeDeliversInInputOrder) {
   fs::path out = test::temp_dir() / "out.txt";
   // Frames take uneven time (every third one is slower), so concurrent calls finish out of order.
-  RunResult r = test::run(test::chain(120, {"test.parallel_map"},
-                                      {{"m0", {{"delay_us", 500}}}, {"sink", {{"path", out.string()}}}}),
-                          RunOptions{.threads = 4});
+  RunResult r = test::run(
+      test::chain(120, {"test.parallel_map"}, {{"m0", {{"delay_us", 500}}}, {"sink", {{"path", out.string()}}}}),
+      RunOptions{.threads = 4});
   ASSERT_TRUE(r.ok()) << r.failure->user_message();
   expect_in_order(out, 120);
 }
 
 TEST(ExecutorOrdering, SeveralFramesPerCallKeepOrder) {
   fs::path out = test::temp_dir() / "out.txt";
-  RunResult r = test::run(test::chain(40, {"test.parallel_map", "test.map"},
-                                      {{"m0", {{"copies", 3}, {"delay_us", 200}}}, {"sink", {{"path", out.string()}}}}));
+  RunResult r =
+      test::run(test::chain(40, {"test.parallel_map", "test.map"},
+                            {{"m0", {{"copies", 3}, {"delay_us", 200}}}, {"sink", {{"path", out.string()}}}}));
   ASSERT_TRUE(r.ok()) << r.failure->user_message();
   expect_in_order(out, 40, 3);
 }
@@ -41,8 +42,14 @@ TEST(ExecutorOrdering, FanOutGivesEveryConsumerEveryFrameInOrder) {
       {{"id", "src"}, {"type", "test.source"}, {"params", {{"frames", 50}}}},
       {{"id", "fast"}, {"type", "test.map"}, {"inputs", {{"in", "src.out"}}}},
       {{"id", "slow"}, {"type", "test.parallel_map"}, {"inputs", {{"in", "src.out"}}}, {"params", {{"delay_us", 300}}}},
-      {{"id", "a"}, {"type", "test.sink"}, {"inputs", {{"in", "fast.out"}}}, {"params", {{"path", (dir / "a.txt").string()}}}},
-      {{"id", "b"}, {"type", "test.sink"}, {"inputs", {{"in", "slow.out"}}}, {"params", {{"path", (dir / "b.txt").string()}}}},
+      {{"id", "a"},
+       {"type", "test.sink"},
+       {"inputs", {{"in", "fast.out"}}},
+       {"params", {{"path", (dir / "a.txt").string()}}}},
+      {{"id", "b"},
+       {"type", "test.sink"},
+       {"inputs", {{"in", "slow.out"}}},
+       {"params", {{"path", (dir / "b.txt").string()}}}},
   });
   RunResult r = test::run(g, RunOptions{.edge_capacity = 2});
   ASSERT_TRUE(r.ok()) << r.failure->user_message();

@@ -14,7 +14,8 @@ namespace {
 TEST(ExecutorReuse, AlternatingFailuresAndSuccessesKeepMemoryFlat) {
   auto good = [] { return test::run(test::chain(10, {"test.map"}, {{"m0", {{"model_mib", 128}}}})); };
   auto bad = [] {
-    return test::run(test::chain(10, {"test.map"}, {{"m0", {{"model_mib", 128}, {"fail_phase", "process"}, {"fail_frame", 5}}}}));
+    return test::run(
+        test::chain(10, {"test.map"}, {{"m0", {{"model_mib", 128}, {"fail_phase", "process"}, {"fail_frame", 5}}}}));
   };
   ASSERT_TRUE(good().ok());
   ASSERT_FALSE(bad().ok());
@@ -38,7 +39,8 @@ TEST(ExecutorReuse, ReportsMemoryBeforeAndAfterEachRun) {
 
 TEST(ExecutorReuse, PlanLoadsNothing) {
   fs::path journal = test::temp_dir() / "journal.txt";
-  GraphSpec g = test::graph(test::chain(10, {"test.map"}, {{"m0", {{"journal", journal.string()}, {"model_mib", 64}}}}));
+  GraphSpec g =
+      test::graph(test::chain(10, {"test.map"}, {{"m0", {{"journal", journal.string()}, {"model_mib", 64}}}}));
   RunResult plan = plan_graph(g, test::catalog(), {});
   ASSERT_TRUE(plan.ok());
   auto lines = test::read_lines(journal);

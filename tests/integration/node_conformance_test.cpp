@@ -28,7 +28,8 @@ std::vector<StreamDesc> input_streams(const NodeType& type) {
 }
 
 // Runs one node alone; returns the frames it emitted per output port.
-std::vector<std::vector<Frame>> drive(const RegisteredType& entry, const Params& params, std::vector<StreamDesc>& outputs) {
+std::vector<std::vector<Frame>> drive(const RegisteredType& entry, const Params& params,
+                                      std::vector<StreamDesc>& outputs) {
   const NodeType& type = entry.type;
   std::vector<StreamDesc> inputs = input_streams(type);
   std::unique_ptr<Node> node = type.create();
@@ -56,7 +57,8 @@ std::vector<std::vector<Frame>> drive(const RegisteredType& entry, const Params&
     for (std::size_t port = 0; port < type.inputs.size(); ++port)
       for (std::int64_t k = 0; k < *inputs[port].frame_count; ++k) {
         Frame frame;
-        frame.image = at::full({3, inputs[port].height, inputs[port].width}, static_cast<std::uint8_t>(16 * k), at::kByte);
+        frame.image =
+            at::full({3, inputs[port].height, inputs[port].width}, static_cast<std::uint8_t>(16 * k), at::kByte);
         frame.index = k;
         node->process(frame, static_cast<int>(port), out);
         collect(out);

@@ -60,11 +60,15 @@ nlohmann::json chain(std::int64_t frames, const std::vector<std::string>& middle
   for (std::size_t i = 0; i < middle_types.size(); ++i) {
     std::string id = std::to_string(i);
     id.insert(0, 1, 'm');
-    nodes.push_back({{"id", id}, {"type", middle_types[i]}, {"inputs", {{"in", previous + ".out"}}},
+    nodes.push_back({{"id", id},
+                     {"type", middle_types[i]},
+                     {"inputs", {{"in", previous + ".out"}}},
                      {"params", node_params(id, nlohmann::json::object())}});
     previous = id;
   }
-  nodes.push_back({{"id", "sink"}, {"type", "test.sink"}, {"inputs", {{"in", previous + ".out"}}},
+  nodes.push_back({{"id", "sink"},
+                   {"type", "test.sink"},
+                   {"inputs", {{"in", previous + ".out"}}},
                    {"params", node_params("sink", nlohmann::json::object())}});
   return graph_json(nodes);
 }

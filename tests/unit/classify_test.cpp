@@ -31,24 +31,29 @@ TEST(Classify, C10OutOfMemoryByType) {
   EXPECT_NE(f.detail.find("c10::OutOfMemoryError"), std::string::npos) << f.detail;
 }
 
-TEST(Classify, HostBadAlloc) { EXPECT_EQ(classify([] { throw std::bad_alloc(); }).kind, ErrorKind::out_of_memory); }
+TEST(Classify, HostBadAlloc) {
+  EXPECT_EQ(classify([] { throw std::bad_alloc(); }).kind, ErrorKind::out_of_memory);
+}
 
 TEST(Classify, TorchScriptOutOfMemoryByText) {
   Failure f = classify([] {
-    throw std::runtime_error("The following operation failed in the TorchScript interpreter.\nRuntimeError: CUDA out of memory.");
+    throw std::runtime_error(
+        "The following operation failed in the TorchScript interpreter.\nRuntimeError: CUDA out of memory.");
   });
   EXPECT_EQ(f.kind, ErrorKind::out_of_memory);
 }
 
 TEST(Classify, CpuAllocatorFailureByText) {
-  Failure f = classify([] { throw c10::Error(here(), "DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 GB"); });
+  Failure f = classify(
+      [] { throw c10::Error(here(), "DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 GB"); });
   EXPECT_EQ(f.kind, ErrorKind::out_of_memory);
 }
 
 TEST(Classify, CudaRuntimeErrorIsADeviceError) {
   EXPECT_EQ(classify([] { throw c10::Error(here(), "CUDA error: an illegal memory access was encountered"); }).kind,
             ErrorKind::device);
-  EXPECT_EQ(classify([] { throw std::runtime_error("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"); }).kind, ErrorKind::device);
+  EXPECT_EQ(classify([] { throw std::runtime_error("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"); }).kind,
+            ErrorKind::device);
 }
 
 TEST(Classify, OtherC10ErrorIsInternal) {
@@ -104,7 +109,9 @@ TEST(Classify, UserMessageSaysWhatWhereAndWhatToTry) {
   f.frame = 12;
   f.reason = "CUDA out of memory";
   std::string m = f.user_message();
-  EXPECT_NE(m.find("out of memory in node \"up\" (upscaler.esrgan, libreel_upscaler.so) at frame 12"), std::string::npos) << m;
+  EXPECT_NE(m.find("out of memory in node \"up\" (upscaler.esrgan, libreel_upscaler.so) at frame 12"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("All models were unloaded"), std::string::npos);
   EXPECT_NE(m.find("smaller tile"), std::string::npos);
 }

@@ -29,14 +29,17 @@ Caught validate_text(const std::string& text) {
 
 Caught validate(const json& nodes) { return validate_text(test::graph_json(nodes).dump()); }
 
-json source(const std::string& id = "src") { return {{"id", id}, {"type", "test.source"}, {"params", {{"frames", 3}}}}; }
+json source(const std::string& id = "src") {
+  return {{"id", id}, {"type", "test.source"}, {"params", {{"frames", 3}}}};
+}
 json sink(const std::string& from, const std::string& id = "sink") {
   return {{"id", id}, {"type", "test.sink"}, {"inputs", {{"in", from}}}};
 }
 
 TEST(GraphValidation, AcceptsAValidGraphAndOrdersNodesTopologically) {
   // Listed sink first: the resolved order must still put the source first.
-  GraphSpec g = test::graph(test::graph_json({sink("m.out"), {{"id", "m"}, {"type", "test.map"}, {"inputs", {{"in", "src.out"}}}}, source()}));
+  GraphSpec g = test::graph(test::graph_json(
+      {sink("m.out"), {{"id", "m"}, {"type", "test.map"}, {"inputs", {{"in", "src.out"}}}}, source()}));
   ResolvedGraph r = resolve_graph(g, test::catalog());
   ASSERT_EQ(r.nodes.size(), 3u);
   EXPECT_EQ(r.nodes[0].spec->id, "src");
@@ -58,13 +61,9 @@ TEST(GraphValidation, WrongFormatVersion) {
   EXPECT_NE(c.message.find("version 2"), std::string::npos);
 }
 
-TEST(GraphValidation, MissingVersion) {
-  EXPECT_EQ(validate_text(R"({"nodes": []})").pointer, "/version");
-}
+TEST(GraphValidation, MissingVersion) { EXPECT_EQ(validate_text(R"({"nodes": []})").pointer, "/version"); }
 
-TEST(GraphValidation, EmptyNodes) {
-  EXPECT_EQ(validate_text(R"({"version": 1, "nodes": []})").pointer, "/nodes");
-}
+TEST(GraphValidation, EmptyNodes) { EXPECT_EQ(validate_text(R"({"version": 1, "nodes": []})").pointer, "/nodes"); }
 
 TEST(GraphValidation, UnknownTopLevelField) {
   Caught c = validate_text(R"({"version": 1, "nodes": [], "nodez": 1})");
@@ -190,7 +189,8 @@ TEST(GraphValidation, CycleIsNamed) {
                        {{"id", "b"}, {"type", "test.map"}, {"inputs", {{"in", "a.out"}}}},
                        sink("b.out")});
   EXPECT_NE(c.message.find("cycle"), std::string::npos);
-  bool names_both = c.message.find("a -> b -> a") != std::string::npos || c.message.find("b -> a -> b") != std::string::npos;
+  bool names_both =
+      c.message.find("a -> b -> a") != std::string::npos || c.message.find("b -> a -> b") != std::string::npos;
   EXPECT_TRUE(names_both) << c.message;
   EXPECT_TRUE(c.node == "a" || c.node == "b");
 }

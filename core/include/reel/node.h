@@ -23,7 +23,7 @@ namespace reel {
 // What configure gets.
 struct NodeConfig {
   std::string_view node_id;
-  const Params& params;                  // validated against the type's schema, defaults filled
+  const Params& params;                   // validated against the type's schema, defaults filled
   const std::vector<StreamDesc>& inputs;  // one per declared input port, in declaration order
   bool overwrite_outputs = false;         // sinks: the user allowed replacing existing files
 };

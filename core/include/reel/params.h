@@ -21,7 +21,7 @@ struct ParamSpec {
   std::string description;
   nlohmann::json default_value;  // null when required
   bool required = false;
-  std::optional<double> min;      // integer and number only, inclusive
+  std::optional<double> min;  // integer and number only, inclusive
   std::optional<double> max;
   std::vector<std::string> choices;  // choice only
 

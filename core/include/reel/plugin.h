@@ -32,9 +32,9 @@ struct NodeType {
   std::string name;  // "family.variant", e.g. "upscaler.resize"
   std::string description;
   std::vector<ParamSpec> params;
-  std::vector<PortSpec> inputs;   // none: a source (implements produce)
-  std::vector<PortSpec> outputs;  // none: a sink
-  int concurrency = 1;            // frames one node may process at once (process only)
+  std::vector<PortSpec> inputs;                              // none: a source (implements produce)
+  std::vector<PortSpec> outputs;                             // none: a sink
+  int concurrency = 1;                                       // frames one node may process at once (process only)
   nlohmann::json example_params = nlohmann::json::object();  // a valid set, for docs and tests
   std::function<std::unique_ptr<Node>()> create;
 };
@@ -72,15 +72,12 @@ struct reel_plugin_handshake_v1 {
 
 // Place once in a plugin's source: REEL_PLUGIN(register_my_nodes) where
 // `void register_my_nodes(reel::Registry&)` adds the node types.
-#define REEL_PLUGIN(register_function)                                                        \
-  extern "C" __attribute__((visibility("default"))) const reel_plugin_handshake_v1*           \
-  reel_plugin_handshake() {                                                                   \
-    static const reel_plugin_handshake_v1 handshake{REEL_ABI_MAJOR,     REEL_ABI_MINOR,       \
-                                                    REEL_VERSION_STRING, REEL_COMPILER_ID,    \
-                                                    REEL_TORCH_VERSION, _GLIBCXX_USE_CXX11_ABI}; \
-    return &handshake;                                                                        \
-  }                                                                                           \
-  extern "C" __attribute__((visibility("default"))) void reel_plugin_register(                \
-      reel::Registry& registry) {                                                             \
-    register_function(registry);                                                              \
+#define REEL_PLUGIN(register_function)                                                                             \
+  extern "C" __attribute__((visibility("default"))) const reel_plugin_handshake_v1* reel_plugin_handshake() {      \
+    static const reel_plugin_handshake_v1 handshake{REEL_ABI_MAJOR,   REEL_ABI_MINOR,     REEL_VERSION_STRING,     \
+                                                    REEL_COMPILER_ID, REEL_TORCH_VERSION, _GLIBCXX_USE_CXX11_ABI}; \
+    return &handshake;                                                                                             \
+  }                                                                                                                \
+  extern "C" __attribute__((visibility("default"))) void reel_plugin_register(reel::Registry& registry) {          \
+    register_function(registry);                                                                                   \
   }

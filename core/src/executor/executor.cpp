@@ -22,12 +22,18 @@ RunObserver::~RunObserver() = default;
 
 const char* to_string(NodeState state) noexcept {
   switch (state) {
-    case NodeState::created: return "created";
-    case NodeState::configured: return "configured";
-    case NodeState::loaded: return "loaded";
-    case NodeState::finished: return "finished";
-    case NodeState::unloaded: return "unloaded";
-    case NodeState::failed: return "failed";
+    case NodeState::created:
+      return "created";
+    case NodeState::configured:
+      return "configured";
+    case NodeState::loaded:
+      return "loaded";
+    case NodeState::finished:
+      return "finished";
+    case NodeState::unloaded:
+      return "unloaded";
+    case NodeState::failed:
+      return "failed";
   }
   return "created";
 }
@@ -56,8 +62,8 @@ void unload_node(NodeRun& node) noexcept {
   } catch (...) {
     Failure f = classify_exception(std::current_exception());
     node.cleanup_error = "unload threw: " + f.detail;
-    spdlog::error("node {} ({}) threw from unload(), which must not throw; its memory may not be released: {}",
-                  node.id, node.type->type.name, f.detail);
+    spdlog::error("node {} ({}) threw from unload(), which must not throw; its memory may not be released: {}", node.id,
+                  node.type->type.name, f.detail);
   }
   node.state = NodeState::unloaded;
 }

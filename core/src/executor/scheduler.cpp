@@ -32,9 +32,12 @@ class Scheduler {
     // by the time wait_for_all() does.
     for (auto& node : run_.nodes) {
       NodeRun* n = node.get();
-      std::size_t concurrency = n->inputs.empty() ? 1 : static_cast<std::size_t>(std::max(1, n->type->type.concurrency));
-      activations_.push_back(std::make_unique<tbb::flow::function_node<int>>(
-          graph_, concurrency, [this, n](int) { activate(*n); return tbb::flow::continue_msg(); }));
+      std::size_t concurrency =
+          n->inputs.empty() ? 1 : static_cast<std::size_t>(std::max(1, n->type->type.concurrency));
+      activations_.push_back(std::make_unique<tbb::flow::function_node<int>>(graph_, concurrency, [this, n](int) {
+        activate(*n);
+        return tbb::flow::continue_msg();
+      }));
     }
   }
 
@@ -182,7 +185,8 @@ class Scheduler {
           lock.unlock();
           Failure f;
           f.kind = ErrorKind::internal;
-          f.reason = "the node emitted a frame on output port " + std::to_string(port) + ", which its type does not declare";
+          f.reason =
+              "the node emitted a frame on output port " + std::to_string(port) + ", which its type does not declare";
           attribute(f, n, Phase::process, std::nullopt);
           run_.fail(std::move(f));
           return;
@@ -209,8 +213,9 @@ class Scheduler {
         for (Edge* e : port) wake(*run_.nodes[e->consumer]);
     if (run_.options.observer) {
       bool sink = n.outputs.empty();
-      std::optional<std::int64_t> expected = sink ? (n.input_streams.empty() ? std::nullopt : n.input_streams[0].frame_count)
-                                                  : n.output_streams[0].frame_count;
+      std::optional<std::int64_t> expected =
+          sink ? (n.input_streams.empty() ? std::nullopt : n.input_streams[0].frame_count)
+               : n.output_streams[0].frame_count;
       run_.options.observer->on_progress(n.id, sink ? n.frames_in.load() : n.frames_out.load(), expected);
     }
   }
@@ -250,10 +255,11 @@ class Scheduler {
         if (f.kind == ErrorKind::out_of_memory && attempt < run_.options.max_oom_retries && !run_.stopping &&
             degrade(n)) {
           n.oom_retries.fetch_add(1);
-          spdlog::warn("node {} ran out of memory during {}{}; freed caches, lowered its settings, retrying "
-                       "(attempt {} of {})",
-                       n.id, to_string(phase), frame ? " of frame " + std::to_string(*frame) : std::string(),
-                       attempt + 1, run_.options.max_oom_retries);
+          spdlog::warn(
+              "node {} ran out of memory during {}{}; freed caches, lowered its settings, retrying "
+              "(attempt {} of {})",
+              n.id, to_string(phase), frame ? " of frame " + std::to_string(*frame) : std::string(), attempt + 1,
+              run_.options.max_oom_retries);
           out.clear();
           release_cached_memory();
           continue;

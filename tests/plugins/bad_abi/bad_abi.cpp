@@ -3,8 +3,8 @@
 #include <reel/reel.h>
 
 extern "C" __attribute__((visibility("default"))) const reel_plugin_handshake_v1* reel_plugin_handshake() {
-  static const reel_plugin_handshake_v1 handshake{999, 0, "9.9.9", REEL_COMPILER_ID, REEL_TORCH_VERSION,
-                                                  _GLIBCXX_USE_CXX11_ABI};
+  static const reel_plugin_handshake_v1 handshake{
+      999, 0, "9.9.9", REEL_COMPILER_ID, REEL_TORCH_VERSION, _GLIBCXX_USE_CXX11_ABI};
   return &handshake;
 }
 

@@ -7,8 +7,9 @@ class Duplicate : public reel::Node {
   void unload() override {}
 };
 void register_nodes(reel::Registry& registry) {
-  registry.add({.name = "test.source", .description = "a second test.source",
-                .create = [] { return std::make_unique<Duplicate>(); }});
+  registry.add({.name = "test.source", .description = "a second test.source", .create = [] {
+                  return std::make_unique<Duplicate>();
+                }});
 }
 }  // namespace
 

@@ -96,13 +96,20 @@ class FaultyNode : public reel::Node {
     ++fired_;
     record("throw " + fail_with_, frame);
     std::string where = "injected failure in " + phase;
-    if (fail_with_ == "c10_oom") throw c10::OutOfMemoryError({__func__, __FILE__, __LINE__}, "CUDA out of memory. Tried to allocate 2.00 GiB (" + where + ")");
+    if (fail_with_ == "c10_oom")
+      throw c10::OutOfMemoryError({__func__, __FILE__, __LINE__},
+                                  "CUDA out of memory. Tried to allocate 2.00 GiB (" + where + ")");
     if (fail_with_ == "bad_alloc") throw std::bad_alloc();
-    if (fail_with_ == "c10_error") throw c10::Error({__func__, __FILE__, __LINE__}, "Expected tensor of shape [3] (" + where + ")");
+    if (fail_with_ == "c10_error")
+      throw c10::Error({__func__, __FILE__, __LINE__}, "Expected tensor of shape [3] (" + where + ")");
     if (fail_with_ == "runtime_error") throw std::runtime_error(where);
     if (fail_with_ == "non_std") throw NotAStdException{};
-    if (fail_with_ == "script_oom") throw std::runtime_error("The following operation failed in the TorchScript interpreter.\nRuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB");
-    if (fail_with_ == "cuda_error") throw c10::Error({__func__, __FILE__, __LINE__}, "CUDA error: an illegal memory access was encountered");
+    if (fail_with_ == "script_oom")
+      throw std::runtime_error(
+          "The following operation failed in the TorchScript interpreter.\nRuntimeError: CUDA out of memory. Tried to "
+          "allocate 20.00 MiB");
+    if (fail_with_ == "cuda_error")
+      throw c10::Error({__func__, __FILE__, __LINE__}, "CUDA error: an illegal memory access was encountered");
     if (fail_with_ == "bad_input") throw reel::BadInputError(where + ": the input is corrupt");
     if (fail_with_ == "io") throw reel::IoError("/nonexistent/out.bin", where + ": disk full");
     if (fail_with_ == "invalid_param") throw reel::InvalidParamError("fail_with", where + ": rejected by configure");
@@ -194,7 +201,8 @@ class Sink : public FaultyNode {
     fail_in_stream(frame.index);
     pause();
     if (frame.index != expected_)
-      throw std::logic_error("frame " + std::to_string(frame.index) + " arrived, expected " + std::to_string(expected_));
+      throw std::logic_error("frame " + std::to_string(frame.index) + " arrived, expected " +
+                             std::to_string(expected_));
     ++expected_;
     if (output_) {
       if (!file_.is_open()) file_.open(output_->temporary());
@@ -224,7 +232,8 @@ std::vector<reel::ParamSpec> fault_params() {
   return {
       ParamSpec::choice("fail_phase", "none", {"none", "configure", "load", "process", "finish", "unload", "discard"},
                         "Lifecycle call that throws ('process' means produce for a source)"),
-      ParamSpec::integer("fail_frame", -1, "Frame at which process/produce throws; -1: the first").range(-1, std::nullopt),
+      ParamSpec::integer("fail_frame", -1, "Frame at which process/produce throws; -1: the first")
+          .range(-1, std::nullopt),
       ParamSpec::choice("fail_with", "runtime_error",
                         {"c10_oom", "bad_alloc", "c10_error", "runtime_error", "non_std", "script_oom", "cuda_error",
                          "bad_input", "io", "invalid_param"},

@@ -25,21 +25,20 @@ class RunObserver {
   virtual ~RunObserver();
   virtual void on_node_state(const std::string& node_id, NodeState state) { (void)node_id, (void)state; }
   // frames_out so far and the expected total (when the stream length is known).
-  virtual void on_progress(const std::string& node_id, std::int64_t frames_out,
-                           std::optional<std::int64_t> expected) {
+  virtual void on_progress(const std::string& node_id, std::int64_t frames_out, std::optional<std::int64_t> expected) {
     (void)node_id, (void)frames_out, (void)expected;
   }
 };
 
 struct RunOptions {
   bool overwrite_outputs = false;
-  std::size_t edge_capacity = 4;   // frames queued per edge before the producer waits
-  int threads = 0;                 // worker threads; 0: one per core
-  int torch_threads = 0;           // libtorch intra-op threads; 0: cores / threads, at least 1
-  int max_oom_retries = 3;         // degrade-and-retry attempts per node after out of memory
+  std::size_t edge_capacity = 4;               // frames queued per edge before the producer waits
+  int threads = 0;                             // worker threads; 0: one per core
+  int torch_threads = 0;                       // libtorch intra-op threads; 0: cores / threads, at least 1
+  int max_oom_retries = 3;                     // degrade-and-retry attempts per node after out of memory
   std::optional<std::uint64_t> memory_budget;  // refuse to run when estimates exceed it
   RunObserver* observer = nullptr;
-  const std::atomic<bool>* cancel = nullptr;   // set by a signal handler or a worker
+  const std::atomic<bool>* cancel = nullptr;  // set by a signal handler or a worker
 };
 
 struct NodeReport {
@@ -55,7 +54,7 @@ struct NodeReport {
 };
 
 struct EdgeReport {
-  std::string from, to;  // "node.port"
+  std::string from, to;              // "node.port"
   std::optional<StreamDesc> stream;  // negotiated at configure; empty if it never got there
   std::size_t capacity = 0;
   std::size_t max_queued = 0;  // high-water mark of frames waiting on the edge

@@ -16,16 +16,16 @@ const char* to_string(Phase phase) noexcept;
 
 struct Failure {
   ErrorKind kind = ErrorKind::internal;
-  std::string node_id;      // empty when no node is to blame (parse errors, cancellation)
+  std::string node_id;  // empty when no node is to blame (parse errors, cancellation)
   std::string node_type;
-  std::string plugin;       // library file name
+  std::string plugin;  // library file name
   Phase phase = Phase::run;
   std::optional<std::int64_t> frame;
-  std::string file;         // graph file, for graph errors
-  std::string pointer;      // JSON pointer, for graph errors
-  std::string reason;       // the exception's own text (what())
-  std::string hint;         // what to try next
-  std::string detail;       // exception type and full text, for the log and report
+  std::string file;     // graph file, for graph errors
+  std::string pointer;  // JSON pointer, for graph errors
+  std::string reason;   // the exception's own text (what())
+  std::string hint;     // what to try next
+  std::string detail;   // exception type and full text, for the log and report
 
   // The short message for a person: what failed, where, what was done, what to try.
   std::string user_message() const;

@@ -37,7 +37,7 @@ struct NodeSpec {
   std::string type;
   nlohmann::json params = nlohmann::json::object();
   std::map<std::string, PortRef> inputs;  // input port -> producer's output port
-  std::string pointer;                     // "/nodes/3"
+  std::string pointer;                    // "/nodes/3"
 };
 
 struct GraphSpec {

@@ -23,7 +23,7 @@ void configure_host_allocator() noexcept;
 // Gives freed memory back: CUDA's caching allocator (emptyCache) and glibc's heap (malloc_trim).
 void release_cached_memory() noexcept;
 bool cuda_available() noexcept;
-std::string device_description();  // "cpu" or the CUDA device name
+std::string device_description();               // "cpu" or the CUDA device name
 std::string format_bytes(std::uint64_t bytes);  // "1.5 GiB"
 
 }  // namespace reel
