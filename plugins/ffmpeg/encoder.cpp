@@ -1,6 +1,9 @@
 // encoder.ffmpeg: encodes frames in process with libavcodec/libavformat (no ffmpeg subprocess).
 // The file is written under a temporary name and renamed only after the trailer is written; a
 // failed or cancelled run leaves nothing behind.
+#include "ffmpeg_util.h"
+#include "nodes.h"
+
 #include <reel/reel.h>
 
 #include <ATen/ATen.h>
@@ -15,7 +18,9 @@ extern "C" {
 
 #include <cerrno>
 #include <memory>
+#include <regex>
 
+namespace reel::ffmpeg {
 namespace {
 
 struct Codec {
@@ -31,13 +36,21 @@ const Codec kCodecs[] = {
     {"vp9", "libvpx-vp9", AV_PIX_FMT_YUV420P, "crf"},
     {"av1", "libsvtav1", AV_PIX_FMT_YUV420P, "crf"},
     {"prores", "prores_ks", AV_PIX_FMT_YUV422P10LE, nullptr},
-    {"ffv1", "ffv1", AV_PIX_FMT_GBRP, nullptr},  // planar RGB: lossless and bit-exact
+    {"ffv1", "ffv1", AV_PIX_FMT_0RGB32, nullptr},  // packed RGB (bgr0): lossless and bit-exact
+    {"png", "png", AV_PIX_FMT_RGB24, nullptr},    // one file per frame, no container
 };
 
-std::string av_error(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof text);
-  return text;
+// "frames/%05d.png": exactly one integer conversion, so the user's text is a safe format.
+bool is_sequence_pattern(const std::string& path) {
+  static const std::regex pattern(R"([^%]*%0?[0-9]*d[^%]*)");
+  return std::regex_match(path, pattern);
+}
+
+bool supports(const AVCodec* encoder, AVPixelFormat format) {
+  if (!encoder->pix_fmts) return true;  // the encoder does not say
+  for (const AVPixelFormat* f = encoder->pix_fmts; *f != AV_PIX_FMT_NONE; ++f)
+    if (*f == format) return true;
+  return false;
 }
 
 // Subsampled chroma needs even dimensions.
@@ -76,14 +89,27 @@ class Encoder : public reel::Node {
     crf_ = p.integer("crf");
     bitrate_ = p.string("bitrate");
     preset_ = p.string("preset");
-    output_ = std::make_unique<reel::OutputFile>(p.string("path"), config.overwrite_outputs || p.boolean("overwrite"));
-    const AVOutputFormat* format = av_guess_format(nullptr, output_->target().c_str(), nullptr);
-    if (!format)
-      throw reel::InvalidParamError("path", "cannot tell the container from '" + output_->target().string() + "'",
-                                    "End the path with .mp4, .mov, .mkv or .webm.");
+    overwrite_ = config.overwrite_outputs || p.boolean("overwrite");
     const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
     if (!encoder)
       throw reel::Error(reel::ErrorKind::plugin, std::string("this FFmpeg has no ") + codec_->encoder + " encoder");
+    if (!supports(encoder, pix_fmt_)) {
+      std::string names;
+      for (const AVPixelFormat* f = encoder->pix_fmts; f && *f != AV_PIX_FMT_NONE; ++f)
+        names += std::string(names.empty() ? "" : ", ") + av_get_pix_fmt_name(*f);
+      throw reel::InvalidParamError("pix_fmt",
+                                    std::string(codec_->encoder) + " cannot encode " + av_get_pix_fmt_name(pix_fmt_),
+                                    "It takes: " + names + ".");
+    }
+    if (std::string(codec_->name) == "png") {
+      configure_images(p.string("path"));
+      return {};
+    }
+    output_ = std::make_unique<reel::OutputFile>(p.string("path"), overwrite_);
+    const AVOutputFormat* format = av_guess_format(nullptr, output_->target().c_str(), nullptr);
+    if (!format || (format->flags & AVFMT_NOFILE))
+      throw reel::InvalidParamError("path", "cannot tell the container from '" + output_->target().string() + "'",
+                                    "End the path with .mp4, .mov, .mkv or .webm (or use codec png for images).");
     if (avformat_query_codec(format, encoder->id, FF_COMPLIANCE_NORMAL) != 1)
       throw reel::InvalidParamError(
           "codec",
@@ -97,20 +123,23 @@ class Encoder : public reel::Node {
   }
 
   void load() override {
-    const std::string path = output_->temporary().string();
-    // The muxer re-opens its own path for +faststart, so it must know the temporary name.
-    check(avformat_alloc_output_context2(&format_, nullptr, nullptr, path.c_str()), "choose the container");
     const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
     codec_context_ = avcodec_alloc_context3(encoder);
-    stream_ = avformat_new_stream(format_, nullptr);
-    if (!codec_context_ || !stream_) throw std::bad_alloc();
+    if (!codec_context_) throw std::bad_alloc();
+    if (!images_) {
+      // The muxer re-opens its own path for +faststart, so it must know the temporary name.
+      check(avformat_alloc_output_context2(&format_, nullptr, nullptr, output_->temporary().c_str()),
+            "choose the container");
+      stream_ = avformat_new_stream(format_, nullptr);
+      if (!stream_) throw std::bad_alloc();
+    }
     codec_context_->width = width_;
     codec_context_->height = height_;
     codec_context_->pix_fmt = pix_fmt_;
     codec_context_->time_base = AVRational{static_cast<int>(in_.fps.den), static_cast<int>(in_.fps.num)};
     codec_context_->framerate = AVRational{static_cast<int>(in_.fps.num), static_cast<int>(in_.fps.den)};
     set_colour_tags();
-    if (format_->oformat->flags & AVFMT_GLOBALHEADER) codec_context_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (format_ && (format_->oformat->flags & AVFMT_GLOBALHEADER)) codec_context_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if (!bitrate_.empty()) {
       std::int64_t bits = 0;
       if (av_opt_set(codec_context_, "b", bitrate_.c_str(), 0) < 0 || av_opt_get_int(codec_context_, "b", 0, &bits) < 0)
@@ -123,6 +152,12 @@ class Encoder : public reel::Node {
       throw reel::InvalidParamError("preset",
                                     "the " + std::string(codec_->encoder) + " encoder has no preset '" + preset_ + "'");
     check(avcodec_open2(codec_context_, encoder, nullptr), "open the encoder");
+    if (!images_) open_container();
+    set_up_conversion();
+  }
+
+  void open_container() {
+    const std::string path = output_->temporary().string();
     check(avcodec_parameters_from_context(stream_->codecpar, codec_context_), "set up the stream");
     stream_->time_base = codec_context_->time_base;
     stream_->avg_frame_rate = codec_context_->framerate;
@@ -131,11 +166,14 @@ class Encoder : public reel::Node {
     AVDictionary* options = nullptr;
     if (std::string(format_->oformat->name).find("mp4") != std::string::npos ||
         std::string(format_->oformat->name).find("mov") != std::string::npos)
-      av_dict_set(&options, "movflags", "+faststart", 0);  // index first: playable while downloading
+      // Index first (playable while downloading); colour tags always written.
+      av_dict_set(&options, "movflags", "+faststart+write_colr", 0);
     int rc = avformat_write_header(format_, &options);
     av_dict_free(&options);
     check_io(rc, "write the header");
+  }
 
+  void set_up_conversion() {
     scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, width_, height_, pix_fmt_,
                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr);
     frame_ = av_frame_alloc();
@@ -166,6 +204,10 @@ class Encoder : public reel::Node {
 
   void finish(reel::Emitter&) override {
     encode(nullptr);
+    if (images_) {
+      for (auto& image : images_written_) image->commit();
+      return;
+    }
     check_io(av_write_trailer(format_), "write the trailer");
     check_io(avio_closep(&format_->pb), "close the file");
     output_->commit();
@@ -174,6 +216,7 @@ class Encoder : public reel::Node {
   void discard_outputs() override {
     if (format_ && format_->pb) avio_closep(&format_->pb);
     if (output_) output_->discard();
+    for (auto& image : images_written_) image->discard();
   }
 
   void unload() override {
@@ -196,7 +239,8 @@ class Encoder : public reel::Node {
   bool hd() const { return height_ >= 720; }
 
   void set_colour_tags() {
-    bool rgb = pix_fmt_ == AV_PIX_FMT_GBRP || pix_fmt_ == AV_PIX_FMT_RGB24;
+    const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(pix_fmt_);
+    bool rgb = d && (d->flags & AV_PIX_FMT_FLAG_RGB);
     codec_context_->color_primaries = hd() ? AVCOL_PRI_BT709 : AVCOL_PRI_SMPTE170M;
     codec_context_->color_trc = hd() ? AVCOL_TRC_BT709 : AVCOL_TRC_SMPTE170M;
     codec_context_->colorspace = rgb ? AVCOL_SPC_RGB : (hd() ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M);
@@ -209,10 +253,46 @@ class Encoder : public reel::Node {
       int rc = avcodec_receive_packet(codec_context_, packet_);
       if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
       check(rc, "encode a frame");
+      if (images_) {
+        write_image(packet_);
+        av_packet_unref(packet_);
+        continue;
+      }
       av_packet_rescale_ts(packet_, codec_context_->time_base, stream_->time_base);
       packet_->stream_index = stream_->index;
       check_io(av_interleaved_write_frame(format_, packet_), "write a packet");
     }
+  }
+
+  // PNG: a single file for a one-frame stream, else a numbered sequence (0-based frame index).
+  void configure_images(const std::string& path) {
+    images_ = true;
+    pattern_ = path;
+    single_path_ = path;
+    if (!is_sequence_pattern(path)) {
+      if (in_.frame_count != 1)
+        throw reel::InvalidParamError("path", "a PNG sequence needs a numbered path such as frames/%05d.png",
+                                      "Put one %d (or %05d) in the file name.");
+      pattern_.clear();
+    }
+    // Fails now, before anything loads, on a missing folder or an existing first file.
+    reel::OutputFile probe(image_path(0), overwrite_);
+  }
+
+  std::string image_path(std::int64_t index) const {
+    if (pattern_.empty()) return single_path_;
+    char name[4096];
+    std::snprintf(name, sizeof name, pattern_.c_str(), static_cast<int>(index));
+    return name;
+  }
+
+  void write_image(const AVPacket* packet) {
+    auto file = std::make_unique<reel::OutputFile>(image_path(static_cast<std::int64_t>(images_written_.size())), overwrite_);
+    std::FILE* out = std::fopen(file->temporary().c_str(), "wb");
+    bool ok = out && std::fwrite(packet->data, 1, packet->size, out) == static_cast<std::size_t>(packet->size);
+    if (out && std::fclose(out) != 0) ok = false;
+    images_written_.push_back(std::move(file));
+    if (!ok) throw reel::IoError(images_written_.back()->temporary().string(), "could not write " + images_written_.back()->target().string());
   }
 
   void check(int rc, const char* what) const {
@@ -223,7 +303,7 @@ class Encoder : public reel::Node {
 
   void check_io(int rc, const char* what) const {
     if (rc < 0)
-      throw reel::IoError(output_->temporary().string(),
+      throw reel::IoError(output_->target().string(),
                           std::string("could not ") + what + " of " + output_->target().string() + ": " + av_error(rc));
   }
 
@@ -234,6 +314,10 @@ class Encoder : public reel::Node {
   std::int64_t crf_ = -1;
   std::string bitrate_, preset_;
   std::unique_ptr<reel::OutputFile> output_;
+  bool overwrite_ = false;
+  bool images_ = false;
+  std::string pattern_, single_path_;
+  std::vector<std::unique_ptr<reel::OutputFile>> images_written_;
 
   AVFormatContext* format_ = nullptr;
   AVCodecContext* codec_context_ = nullptr;
@@ -243,32 +327,21 @@ class Encoder : public reel::Node {
   AVPacket* packet_ = nullptr;
 };
 
-// FFmpeg's own messages go to reel's log, not to the terminal.
-void forward_ffmpeg_log(void* context, int level, const char* format, va_list args) {
-  if (level > av_log_get_level()) return;
-  char line[1024];
-  int print_prefix = 1;
-  av_log_format_line2(context, level, format, args, line, sizeof line, &print_prefix);
-  std::string_view text(line);
-  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-  reel::log(level <= AV_LOG_ERROR ? reel::LogLevel::warning : reel::LogLevel::debug, text);
-}
+}  // namespace
 
-void register_nodes(reel::Registry& registry) {
+void register_encoder(reel::Registry& registry) {
   using reel::ParamSpec;
-  av_log_set_level(AV_LOG_INFO);
-  av_log_set_callback(forward_ffmpeg_log);
   registry.add({
       .name = "encoder.ffmpeg",
       .description = "Encode frames to a video file with FFmpeg (H.264 MP4 by default)",
       .params =
-          {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm)")
+          {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm); png: a file or frames/%05d.png")
                .make_required(),
-           ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1"}, "Video codec"),
+           ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1", "png"}, "Video codec (png: images)"),
            ParamSpec::integer("crf", -1, "Constant quality (lower is better); -1: the codec's default").range(-1, 63),
            ParamSpec::string("bitrate", "", "Target bitrate such as 4M; overrides crf when set"),
            ParamSpec::string("preset", "", "Encoder speed preset (e.g. medium, veryfast for h264)"),
-           ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: gbrp)"),
+           ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: bgr0, png: rgb24)"),
            ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
                              "What to do with odd dimensions when the pixel format needs even ones"),
            ParamSpec::boolean("overwrite", false, "Replace an existing output file")},
@@ -278,6 +351,4 @@ void register_nodes(reel::Registry& registry) {
   });
 }
 
-}  // namespace
-
-REEL_PLUGIN(register_nodes)
+}  // namespace reel::ffmpeg

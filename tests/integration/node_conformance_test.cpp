@@ -1,6 +1,7 @@
 // Drives every registered node type (in-tree plugins and the testkit) through the lifecycle the
 // contract allows: configure/load/produce-or-process/finish/unload, double unload, unload
 // without load, unload right after configure. A node type that breaks the contract fails here.
+#include "media.h"
 #include "test_support.h"
 
 #include <reel/runtime/graph.h>
@@ -77,6 +78,9 @@ TEST(NodeConformance, EveryRegisteredTypeKeepsTheLifecycleContract) {
   fs::path dir = test::temp_dir("conformance");
   fs::path previous = fs::current_path();
   fs::current_path(dir);  // sinks write their example outputs here
+  // Inputs named by the sources' example_params.
+  if (catalog.find("source.video")) test::make_video(dir, "conformance-input.mp4", 64, 48, 5);
+  if (catalog.find("source.image")) test::make_video(dir, "conformance-input.png", 64, 48, 1);
   for (const auto& [name, entry] : catalog.types()) {
     SCOPED_TRACE(name);
     Params params;

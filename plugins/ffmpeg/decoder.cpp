@@ -1,0 +1,151 @@
+#include "decoder.h"
+
+#include "ffmpeg_util.h"
+
+#include <reel/error.h>
+
+#include <ATen/ATen.h>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+}
+
+#include <cmath>
+
+namespace reel::ffmpeg {
+
+struct Decoder::State {
+  AVFormatContext* format = nullptr;
+  AVCodecContext* codec = nullptr;
+  SwsContext* scaler = nullptr;
+  AVPacket* packet = nullptr;
+  AVFrame* frame = nullptr;
+  int stream = -1;
+  bool flushing = false, ended = false;
+  int scaler_format = -1, scaler_width = 0, scaler_height = 0;
+
+  ~State() {
+    sws_freeContext(scaler);
+    av_frame_free(&frame);
+    av_packet_free(&packet);
+    avcodec_free_context(&codec);
+    avformat_close_input(&format);
+  }
+};
+
+namespace {
+
+int rotation_of(const AVStream* stream) {
+  const std::uint8_t* matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, nullptr);
+  if (!matrix) return 0;
+  // av_display_rotation_get: counter-clockwise degrees; we want clockwise in 0..359.
+  double ccw = av_display_rotation_get(reinterpret_cast<const std::int32_t*>(matrix));
+  if (std::isnan(ccw)) return 0;
+  int clockwise = static_cast<int>(std::lround(-ccw)) % 360;
+  if (clockwise < 0) clockwise += 360;
+  return (clockwise + 45) / 90 * 90 % 360;
+}
+
+}  // namespace
+
+Decoder::Decoder(const std::string& path, int out_width, int out_height)
+    : state_(std::make_unique<State>()), path_(path), out_width_(out_width), out_height_(out_height) {
+  auto bad = [&](const std::string& why, std::string hint = {}) { return BadInputError(path + ": " + why, std::move(hint)); };
+  if (int rc = avformat_open_input(&state_->format, path.c_str(), nullptr, nullptr); rc < 0)
+    throw bad(rc == AVERROR(ENOENT) ? "no such file" : "cannot be read as video or image (" + av_error(rc) + ")",
+              rc == AVERROR(ENOENT) ? "Check the path." : "Check that the file is complete and in a format FFmpeg reads.");
+  if (int rc = avformat_find_stream_info(state_->format, nullptr); rc < 0)
+    throw bad("its streams cannot be read (" + av_error(rc) + ")", "The file may be truncated or corrupt.");
+  const AVCodec* codec = nullptr;
+  state_->stream = av_find_best_stream(state_->format, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+  if (state_->stream < 0 || !codec) throw bad("it has no video stream that FFmpeg can decode");
+  AVStream* stream = state_->format->streams[state_->stream];
+  state_->codec = avcodec_alloc_context3(codec);
+  state_->packet = av_packet_alloc();
+  state_->frame = av_frame_alloc();
+  if (!state_->codec || !state_->packet || !state_->frame) throw std::bad_alloc();
+  avcodec_parameters_to_context(state_->codec, stream->codecpar);
+  if (int rc = avcodec_open2(state_->codec, codec, nullptr); rc < 0) throw bad("its decoder failed to open (" + av_error(rc) + ")");
+  if (state_->codec->width <= 0 || state_->codec->height <= 0) throw bad("its video has no size");
+
+  info_.rotation = rotation_of(stream);
+  bool sideways = info_.rotation == 90 || info_.rotation == 270;
+  info_.width = sideways ? state_->codec->height : state_->codec->width;
+  info_.height = sideways ? state_->codec->width : state_->codec->height;
+  AVRational rate = stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
+  info_.fps = rate.num > 0 && rate.den > 0 ? Rational{rate.num, rate.den}.reduced() : Rational{25, 1};
+  if (stream->nb_frames > 0) info_.frame_count = stream->nb_frames;
+  info_.codec = codec->name;
+  const char* pix = av_get_pix_fmt_name(state_->codec->pix_fmt);
+  info_.pix_fmt = pix ? pix : "unknown";
+  if (out_width_ <= 0) out_width_ = info_.width;
+  if (out_height_ <= 0) out_height_ = info_.height;
+}
+
+Decoder::~Decoder() = default;
+
+std::optional<Decoder::Picture> Decoder::next() {
+  State& s = *state_;
+  while (!s.ended) {
+    int rc = avcodec_receive_frame(s.codec, s.frame);
+    if (rc == 0) break;
+    if (rc == AVERROR_EOF) {
+      s.ended = true;
+      return std::nullopt;
+    }
+    if (rc != AVERROR(EAGAIN))
+      throw BadInputError(path_ + ": frame " + std::to_string(decoded_) + " cannot be decoded (" + av_error(rc) + ")",
+                          "The file is corrupt.");
+    if (s.flushing) continue;
+    rc = av_read_frame(s.format, s.packet);
+    if (rc == AVERROR_EOF) {
+      s.flushing = true;
+      avcodec_send_packet(s.codec, nullptr);
+      continue;
+    }
+    if (rc < 0)
+      throw BadInputError(path_ + ": reading failed after " + std::to_string(decoded_) + " frames (" + av_error(rc) + ")",
+                          "The file may be truncated or corrupt.");
+    if (s.packet->stream_index == s.stream) {
+      rc = avcodec_send_packet(s.codec, s.packet);
+      if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA)
+        throw BadInputError(path_ + ": the data after frame " + std::to_string(decoded_) + " is corrupt (" + av_error(rc) + ")");
+    }
+    av_packet_unref(s.packet);
+  }
+  if (s.ended) return std::nullopt;
+
+  // Convert to packed RGB at the output size (before rotation: the scaler sees stored pixels).
+  bool sideways = info_.rotation == 90 || info_.rotation == 270;
+  int scaled_w = sideways ? out_height_ : out_width_, scaled_h = sideways ? out_width_ : out_height_;
+  if (!s.scaler || s.scaler_format != s.frame->format || s.scaler_width != s.frame->width || s.scaler_height != s.frame->height) {
+    sws_freeContext(s.scaler);
+    s.scaler = sws_getContext(s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format), scaled_w,
+                              scaled_h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr,
+                              nullptr, nullptr);
+    if (!s.scaler) throw BadInputError(path_ + ": its pixel format " + info_.pix_fmt + " cannot be converted to RGB");
+    s.scaler_format = s.frame->format, s.scaler_width = s.frame->width, s.scaler_height = s.frame->height;
+  }
+  at::Tensor rgb = at::empty({scaled_h, scaled_w, 3}, at::kByte);
+  std::uint8_t* dst[1] = {rgb.data_ptr<std::uint8_t>()};
+  int dst_stride[1] = {scaled_w * 3};
+  sws_scale(s.scaler, s.frame->data, s.frame->linesize, 0, s.frame->height, dst, dst_stride);
+  at::Tensor image = rgb.permute({2, 0, 1});
+  if (info_.rotation != 0) image = at::rot90(image, -info_.rotation / 90, {1, 2});  // clockwise
+  Picture picture;
+  picture.image = image.contiguous();
+  AVStream* stream = s.format->streams[s.stream];
+  std::int64_t pts = s.frame->best_effort_timestamp;
+  picture.seconds = pts == AV_NOPTS_VALUE ? static_cast<double>(decoded_) / info_.fps.value()
+                                          : static_cast<double>(pts - (stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time)) *
+                                                av_q2d(stream->time_base);
+  av_frame_unref(s.frame);
+  ++decoded_;
+  return picture;
+}
+
+}  // namespace reel::ffmpeg

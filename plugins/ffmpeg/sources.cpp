@@ -1,0 +1,177 @@
+// source.video and source.image: decode any file FFmpeg reads into RGB frames.
+#include "decoder.h"
+#include "nodes.h"
+
+#include <reel/reel.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <memory>
+
+namespace reel::ffmpeg {
+namespace {
+
+class VideoSource : public Node {
+ public:
+  std::vector<StreamDesc> configure(const NodeConfig& config) override {
+    const Params& p = config.params;
+    path_ = p.string("path");
+    width_ = static_cast<int>(p.integer("width"));
+    height_ = static_cast<int>(p.integer("height"));
+    start_ = p.integer("start");
+    count_ = p.integer("count");
+    VideoInfo info = Decoder(path_).info();  // probe only; the file is opened again at load
+    if (width_ > 0 && height_ == 0) height_ = static_cast<int>(std::lround(static_cast<double>(info.height) * width_ / info.width));
+    if (height_ > 0 && width_ == 0) width_ = static_cast<int>(std::lround(static_cast<double>(info.width) * height_ / info.height));
+    StreamDesc out;
+    out.width = width_ > 0 ? width_ : info.width;
+    out.height = height_ > 0 ? height_ : info.height;
+    in_fps_ = info.fps;
+    out.fps = info.fps;
+    if (!p.string("fps").empty()) {
+      auto fps = Rational::parse(p.string("fps"));
+      if (!fps) throw InvalidParamError("fps", "fps '" + p.string("fps") + "' is not a frame rate", "For example 24 or 30000/1001.");
+      out.fps = *fps;
+      resample_ = true;
+    }
+    // The length is promised only when the container states it and no resampling changes it.
+    if (info.frame_count && !resample_) {
+      std::int64_t n = std::max<std::int64_t>(0, *info.frame_count - start_);
+      out.frame_count = count_ >= 0 ? std::min(n, count_) : n;
+    }
+    stream_ = out;
+    return {out};
+  }
+
+  std::vector<MemoryEstimate> estimate() const override {
+    return {{"cpu", 0, static_cast<std::uint64_t>(stream_.width) * stream_.height * 3 * 4}};
+  }
+
+  void load() override { decoder_ = std::make_unique<Decoder>(path_, width_, height_); }
+
+  bool produce(Emitter& out) override {
+    if (count_ >= 0 && emitted_ >= count_) return finish_stream();
+    if (!resample_) {
+      auto picture = next_after_start();
+      if (!picture) return finish_stream();
+      out.emit(std::move(picture->image));
+      ++emitted_;
+      return true;
+    }
+    // Constant output rate: output frame k shows the last input frame at or before k / fps.
+    if (!pending_ && !started_) {
+      pending_ = next_after_start();
+      if (!pending_) return finish_stream();
+      origin_ = pending_->seconds;
+      started_ = true;
+    }
+    double t = origin_ + static_cast<double>(emitted_) * stream_.fps.den / stream_.fps.num;
+    while (pending_ && pending_->seconds <= t + 1e-9) {
+      current_ = std::move(pending_->image);
+      last_seconds_ = pending_->seconds;
+      pending_ = decoder_->next();
+    }
+    // Past the last input frame by more than one input frame's duration: the clip has ended.
+    if (!pending_ && t >= last_seconds_ + 1.0 / in_fps_.value() - 1e-9) return finish_stream();
+    out.emit(current_);
+    ++emitted_;
+    return true;
+  }
+
+  void unload() override {
+    decoder_.reset();
+    pending_.reset();
+    current_ = at::Tensor();
+  }
+
+ private:
+  std::optional<Decoder::Picture> next_after_start() {
+    while (decoder_->frames_decoded() < start_)
+      if (!decoder_->next()) return std::nullopt;
+    return decoder_->next();
+  }
+
+  // A stream that ends short of the length its header promised is a truncated file: say so
+  // instead of handing on fewer frames than the graph was planned for.
+  bool finish_stream() {
+    if (stream_.frame_count && emitted_ < *stream_.frame_count)
+      throw BadInputError(path_ + ": ended after " + std::to_string(emitted_) + " frames, but its header promises " +
+                              std::to_string(*stream_.frame_count),
+                          "The file is probably truncated; re-encode or re-download it.");
+    return false;
+  }
+
+  std::string path_;
+  int width_ = 0, height_ = 0;
+  std::int64_t start_ = 0, count_ = -1, emitted_ = 0;
+  bool resample_ = false, started_ = false;
+  Rational in_fps_;
+  StreamDesc stream_;
+  std::unique_ptr<Decoder> decoder_;
+  std::optional<Decoder::Picture> pending_;
+  at::Tensor current_;
+  double origin_ = 0, last_seconds_ = 0;
+};
+
+class ImageSource : public Node {
+ public:
+  std::vector<StreamDesc> configure(const NodeConfig& config) override {
+    path_ = config.params.string("path");
+    width_ = static_cast<int>(config.params.integer("width"));
+    height_ = static_cast<int>(config.params.integer("height"));
+    VideoInfo info = Decoder(path_).info();
+    if (width_ > 0 && height_ == 0) height_ = static_cast<int>(std::lround(static_cast<double>(info.height) * width_ / info.width));
+    if (height_ > 0 && width_ == 0) width_ = static_cast<int>(std::lround(static_cast<double>(info.width) * height_ / info.height));
+    StreamDesc out;
+    out.width = width_ > 0 ? width_ : info.width;
+    out.height = height_ > 0 ? height_ : info.height;
+    out.fps = {1, 1};
+    out.frame_count = 1;
+    return {out};
+  }
+
+  bool produce(Emitter& out) override {
+    Decoder decoder(path_, width_, height_);
+    auto picture = decoder.next();
+    if (!picture) throw BadInputError(path_ + ": contains no picture", "The file may be truncated.");
+    out.emit(std::move(picture->image));
+    return false;
+  }
+
+  void unload() override {}
+
+ private:
+  std::string path_;
+  int width_ = 0, height_ = 0;
+};
+
+}  // namespace
+
+void register_sources(Registry& registry) {
+  registry.add({
+      .name = "source.video",
+      .description = "Decode a video file (anything FFmpeg reads) into RGB frames",
+      .params = {ParamSpec::string("path", "", "Input video file").make_required(),
+                 ParamSpec::integer("start", 0, "First frame to use (0-based)").range(0, std::nullopt),
+                 ParamSpec::integer("count", -1, "Frames to use; -1: to the end").range(-1, std::nullopt),
+                 ParamSpec::string("fps", "", "Resample to this constant frame rate (e.g. 24); empty: as stored"),
+                 ParamSpec::integer("width", 0, "Output width; 0: the video's (or from height)").range(0, 16384),
+                 ParamSpec::integer("height", 0, "Output height; 0: the video's (or from width)").range(0, 16384)},
+      .outputs = {{"out", PortKind::video, "RGB frames, upright (rotation metadata applied)"}},
+      .example_params = {{"path", "conformance-input.mp4"}},
+      .create = [] { return std::make_unique<VideoSource>(); },
+  });
+  registry.add({
+      .name = "source.image",
+      .description = "Read one image (PNG, JPEG, WebP... through FFmpeg) as a one-frame stream",
+      .params = {ParamSpec::string("path", "", "Input image file").make_required(),
+                 ParamSpec::integer("width", 0, "Output width; 0: the image's (or from height)").range(0, 16384),
+                 ParamSpec::integer("height", 0, "Output height; 0: the image's (or from width)").range(0, 16384)},
+      .outputs = {{"image", PortKind::image, "One RGB frame"}},
+      .example_params = {{"path", "conformance-input.png"}},
+      .create = [] { return std::make_unique<ImageSource>(); },
+  });
+}
+
+}  // namespace reel::ffmpeg
