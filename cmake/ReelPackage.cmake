@@ -10,27 +10,18 @@ install(FILES cmake/ReelPlugin.cmake DESTINATION lib/cmake/reel)
 export(EXPORT reelTargets NAMESPACE reel:: FILE ${PROJECT_BINARY_DIR}/reelTargets.cmake)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/reelConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 
-# The build tree's config: plugins land in its own plugin folder only if asked; by default an
-# out-of-tree plugin is built into its own build folder.
-file(WRITE ${PROJECT_BINARY_DIR}/reelConfig.cmake "
-include(CMakeFindDependencyMacro)
+# Two configs that differ only in where ReelPlugin.cmake is: the source tree for the build
+# tree's config, beside the config for an install. By default an out-of-tree plugin is built
+# into its own build folder.
+set(config_body "include(CMakeFindDependencyMacro)
 find_dependency(Torch)
 find_dependency(nlohmann_json)
 include(\${CMAKE_CURRENT_LIST_DIR}/reelTargets.cmake)
 if(NOT DEFINED REEL_PLUGIN_OUTPUT_DIR)
   set(REEL_PLUGIN_OUTPUT_DIR \${CMAKE_BINARY_DIR})
 endif()
-include(${PROJECT_SOURCE_DIR}/cmake/ReelPlugin.cmake)
 ")
-file(WRITE ${PROJECT_BINARY_DIR}/reelConfig.install.cmake "
-include(CMakeFindDependencyMacro)
-find_dependency(Torch)
-find_dependency(nlohmann_json)
-include(\${CMAKE_CURRENT_LIST_DIR}/reelTargets.cmake)
-if(NOT DEFINED REEL_PLUGIN_OUTPUT_DIR)
-  set(REEL_PLUGIN_OUTPUT_DIR \${CMAKE_BINARY_DIR})
-endif()
-include(\${CMAKE_CURRENT_LIST_DIR}/ReelPlugin.cmake)
-")
+file(WRITE ${PROJECT_BINARY_DIR}/reelConfig.cmake "${config_body}include(${PROJECT_SOURCE_DIR}/cmake/ReelPlugin.cmake)\n")
+file(WRITE ${PROJECT_BINARY_DIR}/reelConfig.install.cmake "${config_body}include(\${CMAKE_CURRENT_LIST_DIR}/ReelPlugin.cmake)\n")
 install(FILES ${PROJECT_BINARY_DIR}/reelConfig.install.cmake DESTINATION lib/cmake/reel RENAME reelConfig.cmake)
 install(FILES ${PROJECT_BINARY_DIR}/reelConfigVersion.cmake DESTINATION lib/cmake/reel)

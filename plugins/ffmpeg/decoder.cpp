@@ -54,10 +54,13 @@ int rotation_of(const AVStream* stream) {
 
 Decoder::Decoder(const std::string& path, int out_width, int out_height)
     : state_(std::make_unique<State>()), path_(path), out_width_(out_width), out_height_(out_height) {
-  auto bad = [&](const std::string& why, std::string hint = {}) { return BadInputError(path + ": " + why, std::move(hint)); };
+  auto bad = [&](const std::string& why, std::string hint = {}) {
+    return BadInputError(path + ": " + why, std::move(hint));
+  };
   if (int rc = avformat_open_input(&state_->format, path.c_str(), nullptr, nullptr); rc < 0)
-    throw bad(rc == AVERROR(ENOENT) ? "no such file" : "cannot be read as video or image (" + av_error(rc) + ")",
-              rc == AVERROR(ENOENT) ? "Check the path." : "Check that the file is complete and in a format FFmpeg reads.");
+    throw bad(
+        rc == AVERROR(ENOENT) ? "no such file" : "cannot be read as video or image (" + av_error(rc) + ")",
+        rc == AVERROR(ENOENT) ? "Check the path." : "Check that the file is complete and in a format FFmpeg reads.");
   if (int rc = avformat_find_stream_info(state_->format, nullptr); rc < 0)
     throw bad("its streams cannot be read (" + av_error(rc) + ")", "The file may be truncated or corrupt.");
   const AVCodec* codec = nullptr;
@@ -69,7 +72,8 @@ Decoder::Decoder(const std::string& path, int out_width, int out_height)
   state_->frame = av_frame_alloc();
   if (!state_->codec || !state_->packet || !state_->frame) throw std::bad_alloc();
   avcodec_parameters_to_context(state_->codec, stream->codecpar);
-  if (int rc = avcodec_open2(state_->codec, codec, nullptr); rc < 0) throw bad("its decoder failed to open (" + av_error(rc) + ")");
+  if (int rc = avcodec_open2(state_->codec, codec, nullptr); rc < 0)
+    throw bad("its decoder failed to open (" + av_error(rc) + ")");
   if (state_->codec->width <= 0 || state_->codec->height <= 0) throw bad("its video has no size");
 
   info_.rotation = rotation_of(stream);
@@ -108,12 +112,14 @@ std::optional<Decoder::Picture> Decoder::next() {
       continue;
     }
     if (rc < 0)
-      throw BadInputError(path_ + ": reading failed after " + std::to_string(decoded_) + " frames (" + av_error(rc) + ")",
-                          "The file may be truncated or corrupt.");
+      throw BadInputError(
+          path_ + ": reading failed after " + std::to_string(decoded_) + " frames (" + av_error(rc) + ")",
+          "The file may be truncated or corrupt.");
     if (s.packet->stream_index == s.stream) {
       rc = avcodec_send_packet(s.codec, s.packet);
       if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA)
-        throw BadInputError(path_ + ": the data after frame " + std::to_string(decoded_) + " is corrupt (" + av_error(rc) + ")");
+        throw BadInputError(path_ + ": the data after frame " + std::to_string(decoded_) + " is corrupt (" +
+                            av_error(rc) + ")");
     }
     av_packet_unref(s.packet);
   }
@@ -122,7 +128,8 @@ std::optional<Decoder::Picture> Decoder::next() {
   // Convert to packed RGB at the output size (before rotation: the scaler sees stored pixels).
   bool sideways = info_.rotation == 90 || info_.rotation == 270;
   int scaled_w = sideways ? out_height_ : out_width_, scaled_h = sideways ? out_width_ : out_height_;
-  if (!s.scaler || s.scaler_format != s.frame->format || s.scaler_width != s.frame->width || s.scaler_height != s.frame->height) {
+  if (!s.scaler || s.scaler_format != s.frame->format || s.scaler_width != s.frame->width ||
+      s.scaler_height != s.frame->height) {
     sws_freeContext(s.scaler);
     s.scaler = sws_getContext(s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format), scaled_w,
                               scaled_h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr,
@@ -140,9 +147,10 @@ std::optional<Decoder::Picture> Decoder::next() {
   picture.image = image.contiguous();
   AVStream* stream = s.format->streams[s.stream];
   std::int64_t pts = s.frame->best_effort_timestamp;
-  picture.seconds = pts == AV_NOPTS_VALUE ? static_cast<double>(decoded_) / info_.fps.value()
-                                          : static_cast<double>(pts - (stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time)) *
-                                                av_q2d(stream->time_base);
+  picture.seconds = pts == AV_NOPTS_VALUE
+                        ? static_cast<double>(decoded_) / info_.fps.value()
+                        : static_cast<double>(pts - (stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time)) *
+                              av_q2d(stream->time_base);
   av_frame_unref(s.frame);
   ++decoded_;
   return picture;

@@ -13,10 +13,10 @@
 namespace reel::ffmpeg {
 
 struct VideoInfo {
-  int width = 0, height = 0;  // as displayed: after rotation
-  Rational fps;                // average frame rate
+  int width = 0, height = 0;                // as displayed: after rotation
+  Rational fps;                             // average frame rate
   std::optional<std::int64_t> frame_count;  // from the container header, when it has one
-  int rotation = 0;            // degrees clockwise to display upright: 0, 90, 180, 270
+  int rotation = 0;                         // degrees clockwise to display upright: 0, 90, 180, 270
   std::string codec, pix_fmt;
 };
 

@@ -37,7 +37,7 @@ const Codec kCodecs[] = {
     {"av1", "libsvtav1", AV_PIX_FMT_YUV420P, "crf"},
     {"prores", "prores_ks", AV_PIX_FMT_YUV422P10LE, nullptr},
     {"ffv1", "ffv1", AV_PIX_FMT_0RGB32, nullptr},  // packed RGB (bgr0): lossless and bit-exact
-    {"png", "png", AV_PIX_FMT_RGB24, nullptr},    // one file per frame, no container
+    {"png", "png", AV_PIX_FMT_RGB24, nullptr},     // one file per frame, no container
 };
 
 // "frames/%05d.png": exactly one integer conversion, so the user's text is a safe format.
@@ -287,12 +287,15 @@ class Encoder : public reel::Node {
   }
 
   void write_image(const AVPacket* packet) {
-    auto file = std::make_unique<reel::OutputFile>(image_path(static_cast<std::int64_t>(images_written_.size())), overwrite_);
+    auto file =
+        std::make_unique<reel::OutputFile>(image_path(static_cast<std::int64_t>(images_written_.size())), overwrite_);
     std::FILE* out = std::fopen(file->temporary().c_str(), "wb");
     bool ok = out && std::fwrite(packet->data, 1, packet->size, out) == static_cast<std::size_t>(packet->size);
     if (out && std::fclose(out) != 0) ok = false;
     images_written_.push_back(std::move(file));
-    if (!ok) throw reel::IoError(images_written_.back()->temporary().string(), "could not write " + images_written_.back()->target().string());
+    if (!ok)
+      throw reel::IoError(images_written_.back()->temporary().string(),
+                          "could not write " + images_written_.back()->target().string());
   }
 
   void check(int rc, const char* what) const {
@@ -335,13 +338,17 @@ void register_encoder(reel::Registry& registry) {
       .name = "encoder.ffmpeg",
       .description = "Encode frames to a video file with FFmpeg (H.264 MP4 by default)",
       .params =
-          {ParamSpec::string("path", "", "Output file; the extension picks the container (.mp4 .mov .mkv .webm); png: a file or frames/%05d.png")
+          {ParamSpec::string(
+               "path", "",
+               "Output file; the extension picks the container (.mp4 .mov .mkv .webm); png: a file or frames/%05d.png")
                .make_required(),
-           ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1", "png"}, "Video codec (png: images)"),
+           ParamSpec::choice("codec", "h264", {"h264", "h265", "vp9", "av1", "prores", "ffv1", "png"},
+                             "Video codec (png: images)"),
            ParamSpec::integer("crf", -1, "Constant quality (lower is better); -1: the codec's default").range(-1, 63),
            ParamSpec::string("bitrate", "", "Target bitrate such as 4M; overrides crf when set"),
            ParamSpec::string("preset", "", "Encoder speed preset (e.g. medium, veryfast for h264)"),
-           ParamSpec::string("pix_fmt", "", "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: bgr0, png: rgb24)"),
+           ParamSpec::string("pix_fmt", "",
+                             "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: bgr0, png: rgb24)"),
            ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
                              "What to do with odd dimensions when the pixel format needs even ones"),
            ParamSpec::boolean("overwrite", false, "Replace an existing output file")},

@@ -8,9 +8,20 @@
 
 #include <cmath>
 #include <memory>
+#include <tuple>
 
 namespace reel::ffmpeg {
 namespace {
+
+// The requested size, with a side left at 0 derived from the other by the source's aspect ratio,
+// or the source's own size when both are 0.
+std::pair<int, int> output_size(const VideoInfo& info, int width, int height) {
+  if (width > 0 && height == 0)
+    height = static_cast<int>(std::lround(static_cast<double>(info.height) * width / info.width));
+  if (height > 0 && width == 0)
+    width = static_cast<int>(std::lround(static_cast<double>(info.width) * height / info.height));
+  return {width > 0 ? width : info.width, height > 0 ? height : info.height};
+}
 
 class VideoSource : public Node {
  public:
@@ -22,16 +33,16 @@ class VideoSource : public Node {
     start_ = p.integer("start");
     count_ = p.integer("count");
     VideoInfo info = Decoder(path_).info();  // probe only; the file is opened again at load
-    if (width_ > 0 && height_ == 0) height_ = static_cast<int>(std::lround(static_cast<double>(info.height) * width_ / info.width));
-    if (height_ > 0 && width_ == 0) width_ = static_cast<int>(std::lround(static_cast<double>(info.width) * height_ / info.height));
     StreamDesc out;
-    out.width = width_ > 0 ? width_ : info.width;
-    out.height = height_ > 0 ? height_ : info.height;
+    std::tie(out.width, out.height) = output_size(info, width_, height_);
+    width_ = out.width, height_ = out.height;
     in_fps_ = info.fps;
     out.fps = info.fps;
     if (!p.string("fps").empty()) {
       auto fps = Rational::parse(p.string("fps"));
-      if (!fps) throw InvalidParamError("fps", "fps '" + p.string("fps") + "' is not a frame rate", "For example 24 or 30000/1001.");
+      if (!fps)
+        throw InvalidParamError("fps", "fps '" + p.string("fps") + "' is not a frame rate",
+                                "For example 24 or 30000/1001.");
       out.fps = *fps;
       resample_ = true;
     }
@@ -120,12 +131,9 @@ class ImageSource : public Node {
     path_ = config.params.string("path");
     width_ = static_cast<int>(config.params.integer("width"));
     height_ = static_cast<int>(config.params.integer("height"));
-    VideoInfo info = Decoder(path_).info();
-    if (width_ > 0 && height_ == 0) height_ = static_cast<int>(std::lround(static_cast<double>(info.height) * width_ / info.width));
-    if (height_ > 0 && width_ == 0) width_ = static_cast<int>(std::lround(static_cast<double>(info.width) * height_ / info.height));
     StreamDesc out;
-    out.width = width_ > 0 ? width_ : info.width;
-    out.height = height_ > 0 ? height_ : info.height;
+    std::tie(out.width, out.height) = output_size(Decoder(path_).info(), width_, height_);
+    width_ = out.width, height_ = out.height;
     out.fps = {1, 1};
     out.frame_count = 1;
     return {out};

@@ -72,8 +72,8 @@ TEST_P(EncoderCodecs, WritesWhatFfprobeReadsAndDecodesBack) {
   const CodecCase& c = GetParam();
   fs::path dir = test::temp_dir("codec");
   fs::path out = dir / ("clip." + c.extension);
-  RunResult r = test::run(test::graph_json({pattern(160, 96, 12, "30000/1001"),
-                                            encoder("gen.out", {{"path", out.string()}, {"codec", c.codec}})}));
+  RunResult r = test::run(test::graph_json(
+      {pattern(160, 96, 12, "30000/1001"), encoder("gen.out", {{"path", out.string()}, {"codec", c.codec}})}));
   ASSERT_TRUE(r.ok()) << r.failure->user_message() << "\n" << r.failure->detail;
 
   json p = test::probe(out);
@@ -90,8 +90,8 @@ TEST_P(EncoderCodecs, WritesWhatFfprobeReadsAndDecodesBack) {
     EXPECT_EQ(p["color_space"], "smpte170m");
   }
 
-  auto original = test::source_frames("generator.pattern",
-                                      {{"width", 160}, {"height", 96}, {"frames", 12}, {"fps", "30000/1001"}, {"seed", 3}});
+  auto original = test::source_frames(
+      "generator.pattern", {{"width", 160}, {"height", 96}, {"frames", 12}, {"fps", "30000/1001"}, {"seed", 3}});
   auto decoded = test::source_frames("source.video", {{"path", out.string()}});
   ASSERT_EQ(decoded.size(), original.size());
   for (std::size_t i = 0; i < decoded.size(); ++i) {
@@ -131,25 +131,36 @@ TEST(Encoder, HdIsTaggedBt709AndMp4HasFaststart) {
 
 TEST(Encoder, OddSizeIsAClearErrorOrPaddedOrCropped) {
   fs::path dir = test::temp_dir();
-  RunResult refused = test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "a.mp4").string()}})}));
+  RunResult refused =
+      test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "a.mp4").string()}})}));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.failure->kind, ErrorKind::invalid_graph);
   EXPECT_EQ(refused.failure->pointer, "/nodes/1/params/odd_size");
   EXPECT_EQ(refused.failure->phase, Phase::configure);
   EXPECT_TRUE(folder_is_empty(dir));
-  ASSERT_TRUE(test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "p.mp4").string()}, {"odd_size", "pad"}})})).ok());
+  ASSERT_TRUE(test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "p.mp4").string()},
+                                                                                   {"odd_size", "pad"}})}))
+                  .ok());
   EXPECT_EQ(test::probe(dir / "p.mp4")["width"], 162);
-  ASSERT_TRUE(test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "c.mp4").string()}, {"odd_size", "crop"}})})).ok());
+  ASSERT_TRUE(test::run(test::graph_json({pattern(161, 97, 3), encoder("gen.out", {{"path", (dir / "c.mp4").string()},
+                                                                                   {"odd_size", "crop"}})}))
+                  .ok());
   EXPECT_EQ(test::probe(dir / "c.mp4")["height"], 96);
 }
 
 TEST(Encoder, PngWritesOneImageOrANumberedSequence) {
   fs::path dir = test::temp_dir();
-  ASSERT_TRUE(test::run(test::graph_json({pattern(64, 48, 1), encoder("gen.out", {{"path", (dir / "one.png").string()}, {"codec", "png"}})})).ok());
+  ASSERT_TRUE(test::run(test::graph_json({pattern(64, 48, 1), encoder("gen.out", {{"path", (dir / "one.png").string()},
+                                                                                  {"codec", "png"}})}))
+                  .ok());
   EXPECT_EQ(test::probe(dir / "one.png")["codec_name"], "png");
-  ASSERT_TRUE(test::run(test::graph_json({pattern(64, 48, 4), encoder("gen.out", {{"path", (dir / "seq_%03d.png").string()}, {"codec", "png"}})})).ok());
+  ASSERT_TRUE(
+      test::run(test::graph_json({pattern(64, 48, 4),
+                                  encoder("gen.out", {{"path", (dir / "seq_%03d.png").string()}, {"codec", "png"}})}))
+          .ok());
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(fs::exists(dir / ("seq_00" + std::to_string(i) + ".png"))) << i;
-  RunResult no_pattern = test::run(test::graph_json({pattern(64, 48, 4), encoder("gen.out", {{"path", (dir / "x.png").string()}, {"codec", "png"}})}));
+  RunResult no_pattern = test::run(test::graph_json(
+      {pattern(64, 48, 4), encoder("gen.out", {{"path", (dir / "x.png").string()}, {"codec", "png"}})}));
   ASSERT_FALSE(no_pattern.ok());
   EXPECT_EQ(no_pattern.failure->pointer, "/nodes/1/params/path");
   auto decoded = test::source_frames("source.image", {{"path", (dir / "seq_002.png").string()}});
@@ -161,7 +172,8 @@ TEST(Encoder, PngWritesOneImageOrANumberedSequence) {
 TEST(Encoder, ExistingOutputIsNotOverwrittenAndUnwritableFolderIsAnIoError) {
   fs::path dir = test::temp_dir();
   test::write_file(dir / "clip.mp4", "precious");
-  RunResult r = test::run(test::graph_json({pattern(64, 48, 3), encoder("gen.out", {{"path", (dir / "clip.mp4").string()}})}));
+  RunResult r =
+      test::run(test::graph_json({pattern(64, 48, 3), encoder("gen.out", {{"path", (dir / "clip.mp4").string()}})}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::io);
   EXPECT_EQ(test::read_lines(dir / "clip.mp4").at(0), "precious");
@@ -176,7 +188,9 @@ TEST(Encoder, ExistingOutputIsNotOverwrittenAndUnwritableFolderIsAnIoError) {
 TEST(Encoder, FailureMidStreamLeavesNoPartialFile) {
   fs::path dir = test::temp_dir();
   json g = test::graph_json({pattern(64, 48, 30),
-                             {{"id", "boom"}, {"type", "test.map"}, {"inputs", {{"in", "gen.out"}}},
+                             {{"id", "boom"},
+                              {"type", "test.map"},
+                              {"inputs", {{"in", "gen.out"}}},
                               {"params", {{"fail_phase", "process"}, {"fail_frame", 20}}}},
                              encoder("boom.out", {{"path", (dir / "clip.mp4").string()}})});
   RunResult r = test::run(g);
@@ -231,7 +245,9 @@ TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {
   auto upright = test::source_frames("source.video", {{"path", rotated.string()}, {"count", 1}});
   ASSERT_EQ(upright.size(), 1u);
   EXPECT_EQ(upright[0].sizes(), (std::vector<std::int64_t>{3, 160, 96}));
-  ASSERT_EQ(test::shell("ffmpeg -v error -y -i '" + rotated.string() + "' -frames:v 1 '" + (dir / "upright.png").string() + "'"), 0);
+  ASSERT_EQ(test::shell("ffmpeg -v error -y -i '" + rotated.string() + "' -frames:v 1 '" +
+                        (dir / "upright.png").string() + "'"),
+            0);
   auto reference = test::source_frames("source.image", {{"path", (dir / "upright.png").string()}});
   ASSERT_EQ(reference[0].sizes(), upright[0].sizes());
   // The two decoders convert colour differently (about 26 dB on testsrc2's sharp edges), but the
@@ -242,7 +258,8 @@ TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {
   EXPECT_GT(right_way, 22);
   EXPECT_GT(right_way, upside_down + 10);
 
-  fs::path deep = test::make_video(dir, "deep.mkv", 160, 96, 3, "24", "-vf scale=161:97 -c:v ffv1 -pix_fmt yuv444p10le");
+  fs::path deep =
+      test::make_video(dir, "deep.mkv", 160, 96, 3, "24", "-vf scale=161:97 -c:v ffv1 -pix_fmt yuv444p10le");
   auto ten_bit = test::source_frames("source.video", {{"path", deep.string()}});
   ASSERT_EQ(ten_bit.size(), 3u);
   EXPECT_EQ(ten_bit[0].sizes(), (std::vector<std::int64_t>{3, 97, 161}));
@@ -251,14 +268,18 @@ TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {
 TEST(InterpolatorBlend, NFramesBecomeNMinusOneTimesMPlusOneAtMTimesTheRate) {
   fs::path out = test::temp_dir() / "blend.mkv";
   json g = test::graph_json({pattern(64, 48, 49),
-                             {{"id", "blend"}, {"type", "interpolator.blend"}, {"inputs", {{"in", "gen.out"}}}, {"params", {{"multiplier", 2}}}},
+                             {{"id", "blend"},
+                              {"type", "interpolator.blend"},
+                              {"inputs", {{"in", "gen.out"}}},
+                              {"params", {{"multiplier", 2}}}},
                              encoder("blend.out", {{"path", out.string()}, {"codec", "ffv1"}})});
   RunResult r = test::run(g);
   ASSERT_TRUE(r.ok()) << r.failure->user_message();
   json p = test::probe(out);
   EXPECT_EQ(p["nb_read_frames"], "97");
   EXPECT_EQ(p["r_frame_rate"], "48/1");
-  auto original = test::source_frames("generator.pattern", {{"width", 64}, {"height", 48}, {"frames", 49}, {"seed", 3}});
+  auto original =
+      test::source_frames("generator.pattern", {{"width", 64}, {"height", 48}, {"frames", 49}, {"seed", 3}});
   auto decoded = test::source_frames("source.video", {{"path", out.string()}});
   ASSERT_EQ(decoded.size(), 97u);
   for (std::size_t k = 0; k < original.size(); ++k) EXPECT_TRUE(at::equal(decoded[2 * k], original[k])) << k;

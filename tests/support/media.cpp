@@ -38,10 +38,12 @@ fs::path make_video(const fs::path& dir, const std::string& name, int width, int
 
 nlohmann::json probe(const fs::path& file) {
   std::string out;
-  shell("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-        "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames,color_space,color_transfer,color_primaries"
-        ":format=format_name -of json '" + file.string() + "'",
-        &out);
+  shell(
+      "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+      "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames,color_space,color_transfer,color_primaries"
+      ":format=format_name -of json '" +
+          file.string() + "'",
+      &out);
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   if (j.is_discarded() || !j.contains("streams") || j["streams"].empty()) return nlohmann::json::object();
   nlohmann::json stream = j["streams"][0];
