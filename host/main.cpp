@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 
 namespace {
 
@@ -126,7 +127,10 @@ int main(int argc, char** argv) {
   host::install_signal_handlers();
 
   PluginCatalog catalog;
-  for (const auto& dir : plugin_dirs) catalog.load_directory(dir);
+  for (const auto& dir : plugin_dirs) {
+    if (!std::filesystem::is_directory(dir)) spdlog::warn("--plugin-path {} is not a folder; ignored", dir);
+    catalog.load_directory(dir);
+  }
   for (const auto& dir : default_plugin_path()) catalog.load_directory(dir);
 
   if (*run_cmd) {

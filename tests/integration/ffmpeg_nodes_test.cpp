@@ -62,7 +62,7 @@ void remux_with_rotation(const fs::path& in, const fs::path& out, double clockwi
 }
 
 struct CodecCase {
-  std::string codec, extension, probe_name, pix_fmt;
+  std::string codec, extension, probe_name, pix_fmt, container;
   double min_psnr;  // infinity: bit-exact
 };
 
@@ -78,6 +78,7 @@ TEST_P(EncoderCodecs, WritesWhatFfprobeReadsAndDecodesBack) {
 
   json p = test::probe(out);
   EXPECT_EQ(p["codec_name"], c.probe_name);
+  EXPECT_NE(p["format_name"].get<std::string>().find(c.container), std::string::npos) << p["format_name"];
   EXPECT_EQ(p["width"], 160);
   EXPECT_EQ(p["height"], 96);
   EXPECT_EQ(p["pix_fmt"], c.pix_fmt);
@@ -105,12 +106,12 @@ TEST_P(EncoderCodecs, WritesWhatFfprobeReadsAndDecodesBack) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryCodec, EncoderCodecs,
-                         ::testing::Values(CodecCase{"h264", "mp4", "h264", "yuv420p", 30},
-                                           CodecCase{"h265", "mp4", "hevc", "yuv420p", 30},
-                                           CodecCase{"vp9", "webm", "vp9", "yuv420p", 30},
-                                           CodecCase{"av1", "mkv", "av1", "yuv420p", 30},
-                                           CodecCase{"prores", "mov", "prores", "yuv422p10le", 35},
-                                           CodecCase{"ffv1", "mkv", "ffv1", "bgr0", INFINITY}),
+                         ::testing::Values(CodecCase{"h264", "mp4", "h264", "yuv420p", "mp4", 30},
+                                           CodecCase{"h265", "mp4", "hevc", "yuv420p", "mp4", 30},
+                                           CodecCase{"vp9", "webm", "vp9", "yuv420p", "webm", 30},
+                                           CodecCase{"av1", "mkv", "av1", "yuv420p", "matroska", 30},
+                                           CodecCase{"prores", "mov", "prores", "yuv422p10le", "mov", 35},
+                                           CodecCase{"ffv1", "mkv", "ffv1", "bgr0", "matroska", INFINITY}),
                          [](const auto& info) { return info.param.codec; });
 
 void PrintTo(const CodecCase& c, std::ostream* os) { *os << c.codec << " in ." << c.extension; }
@@ -263,6 +264,35 @@ TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {
   auto ten_bit = test::source_frames("source.video", {{"path", deep.string()}});
   ASSERT_EQ(ten_bit.size(), 3u);
   EXPECT_EQ(ten_bit[0].sizes(), (std::vector<std::int64_t>{3, 97, 161}));
+}
+
+TEST(GeneratorPattern, SameSeedAndPromptGiveTheSameFramesAndTheyMove) {
+  json params = {{"width", 64}, {"height", 48}, {"frames", 5}, {"seed", 9}, {"prompt", "tide"}};
+  auto a = test::source_frames("generator.pattern", params);
+  auto b = test::source_frames("generator.pattern", params);
+  ASSERT_EQ(a.size(), 5u);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << i;
+  EXPECT_LT(test::psnr(a[0], a[4]), 30) << "the frames should move";
+  params["prompt"] = "storm";
+  EXPECT_FALSE(at::equal(test::source_frames("generator.pattern", params)[0], a[0]));
+}
+
+TEST(UpscalerResize, ScaleOrOneSideKeepsTheAspectRatio) {
+  fs::path dir = test::temp_dir();
+  auto run_resize = [&](const json& params, const std::string& name) {
+    fs::path out = dir / name;
+    json g = test::graph_json(
+        {pattern(160, 90, 2),
+         {{"id", "up"}, {"type", "upscaler.resize"}, {"inputs", {{"in", "gen.out"}}}, {"params", params}},
+         encoder("up.out", {{"path", out.string()}, {"codec", "ffv1"}})});
+    RunResult r = test::run(g);
+    EXPECT_TRUE(r.ok()) << r.failure->user_message();
+    json p = test::probe(out);
+    return std::make_pair(p["width"].get<int>(), p["height"].get<int>());
+  };
+  EXPECT_EQ(run_resize({{"scale", 2}, {"filter", "lanczos"}}, "a.mkv"), std::make_pair(320, 180));
+  EXPECT_EQ(run_resize({{"width", 640}}, "b.mkv"), std::make_pair(640, 360));
+  EXPECT_EQ(run_resize({{"width", 100}, {"height", 100}, {"filter", "area"}}, "c.mkv"), std::make_pair(100, 100));
 }
 
 TEST(InterpolatorBlend, NFramesBecomeNMinusOneTimesMPlusOneAtMTimesTheRate) {
