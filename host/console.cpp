@@ -10,8 +10,8 @@
 
 #include <csignal>
 #include <cstdio>
-#include <map>
 #include <mutex>
+#include <vector>
 
 namespace reel::host {
 
@@ -89,29 +89,28 @@ class ProgressPrinter : public RunObserver {
     std::lock_guard lock(mutex_);
     if (state == NodeState::unloaded || state == NodeState::failed) {
       if (!terminal_) {
-        auto& p = progress_[node_id];
         std::fprintf(stderr, "  %s: %s after %lld frames\n", node_id.c_str(), to_string(state),
-                     static_cast<long long>(p.first));
+                     static_cast<long long>(entry(node_id).frames));
       }
     }
   }
 
   void on_progress(const std::string& node_id, std::int64_t frames, std::optional<std::int64_t> expected) override {
     std::lock_guard lock(mutex_);
-    progress_[node_id] = {frames, expected};
+    entry(node_id) = {node_id, frames, expected};
     auto now = std::chrono::steady_clock::now();
     auto interval = terminal_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
     if (now - last_ < interval) return;
     last_ = now;
     std::string line;
-    for (const auto& [id, p] : progress_) {
+    for (const Progress& p : progress_) {
       if (!line.empty()) line += " | ";
-      line += id;
+      line += p.node;
       line += ' ';
-      line += std::to_string(p.first);
-      if (p.second) {
+      line += std::to_string(p.frames);
+      if (p.expected) {
         line += '/';
-        line += std::to_string(*p.second);
+        line += std::to_string(*p.expected);
       }
     }
     if (terminal_) {
@@ -126,7 +125,18 @@ class ProgressPrinter : public RunObserver {
   bool terminal_;
   bool drawn_ = false;
   std::mutex mutex_;
-  std::map<std::string, std::pair<std::int64_t, std::optional<std::int64_t>>> progress_;
+  struct Progress {
+    std::string node;
+    std::int64_t frames = 0;
+    std::optional<std::int64_t> expected;
+  };
+  // In the order nodes first report, which follows the graph from its sources.
+  Progress& entry(const std::string& node) {
+    for (Progress& p : progress_)
+      if (p.node == node) return p;
+    return progress_.emplace_back(Progress{node, 0, std::nullopt});
+  }
+  std::vector<Progress> progress_;
   std::chrono::steady_clock::time_point last_{};
 };
 

@@ -186,6 +186,23 @@ TEST(Cli, PluginsAndDescribe) {
   EXPECT_EQ(reel_cli({"describe", "test.nope"}).exit_code, 65);
 }
 
+TEST(Cli, JsonLogCarriesTheDetailTheTerminalLeavesOut) {
+  fs::path dir = test::temp_dir();
+  fs::path graph =
+      write_graph(test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_error"}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--log-format", "json", "--log-level", "info", "--log-file",
+                        (dir / "log.jsonl").string()});
+  EXPECT_EQ(o.exit_code, 70);
+  EXPECT_FALSE(contains(o.err, "c10::Error")) << o.err;
+  bool detail_logged = false;
+  for (const auto& line : test::read_lines(dir / "log.jsonl")) {
+    json entry = json::parse(line);  // every line is one JSON object
+    EXPECT_TRUE(entry.contains("time") && entry.contains("level") && entry.contains("message"));
+    detail_logged |= contains(entry["message"], "c10::Error");
+  }
+  EXPECT_TRUE(detail_logged);
+}
+
 TEST(Cli, UsageErrorsExitWith64) {
   EXPECT_EQ(reel_cli({"run"}).exit_code, 64);
   EXPECT_EQ(reel_cli({"frobnicate"}).exit_code, 64);
