@@ -50,12 +50,14 @@ MemorySnapshot sample_memory() {
   MemorySnapshot snapshot;
   snapshot.host_rss_bytes = host_rss_bytes();
 #ifdef REEL_WITH_CUDA
-  if (cuda_available()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-    constexpr std::size_t kAggregate = 0;  // StatType::AGGREGATE, whose namespace moved between releases
-    snapshot.cuda_allocated_bytes = stats.allocated_bytes[kAggregate].current;
-    snapshot.cuda_reserved_bytes = stats.reserved_bytes[kAggregate].current;
-  }
+  if (cuda_available()) try {
+      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+      constexpr std::size_t kAggregate = 0;  // StatType::AGGREGATE, whose namespace moved between releases
+      snapshot.cuda_allocated_bytes = stats.allocated_bytes[kAggregate].current;
+      snapshot.cuda_reserved_bytes = stats.reserved_bytes[kAggregate].current;
+    } catch (...) {
+      // A device in a bad state has no statistics; the host numbers still count.
+    }
 #endif
   return snapshot;
 }

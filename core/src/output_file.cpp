@@ -1,7 +1,12 @@
 #include <reel/error.h>
 #include <reel/output_file.h>
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <system_error>
@@ -38,13 +43,23 @@ OutputFile::OutputFile(fs::path target, bool overwrite) : target_(std::move(targ
 OutputFile::~OutputFile() { discard(); }
 
 void OutputFile::commit() {
-  std::error_code ec;
-  if (!overwrite_ && fs::exists(target_, ec))
-    throw IoError(target_.string(), "the output " + target_.string() + " appeared while the run was writing it",
-                  "Pass --overwrite to replace it, or choose another path.");
-  fs::rename(temporary_, target_, ec);
-  if (ec) throw IoError(target_.string(), "could not move the finished output into place: " + ec.message());
+  // RENAME_NOREPLACE: a file that appeared at the target meanwhile is never replaced silently.
+  if (::renameat2(AT_FDCWD, temporary_.c_str(), AT_FDCWD, target_.c_str(), overwrite_ ? 0 : RENAME_NOREPLACE) != 0) {
+    int error = errno;
+    if (error == EEXIST)
+      throw IoError(target_.string(), "the output " + target_.string() + " appeared while the run was writing it",
+                    "Pass --overwrite to replace it, or choose another path.");
+    throw IoError(target_.string(),
+                  "could not move the finished output into place: " + std::string(std::strerror(error)));
+  }
   committed_ = true;
+}
+
+void OutputFile::withdraw() noexcept {
+  if (!committed_) return discard();
+  std::error_code ec;
+  fs::remove(target_, ec);
+  committed_ = false;
 }
 
 void OutputFile::discard() noexcept {

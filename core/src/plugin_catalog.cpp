@@ -82,10 +82,16 @@ void PluginCatalog::load_library(const fs::path& file) {
                        "Rebuild the plugin against this reel's SDK.");
 
   CollectingRegistry collected;
+  auto register_nodes = library.get<void(Registry&)>("reel_plugin_register");
+  // From here on the library's code may have left pointers into itself in the process (a log
+  // callback, static state), so it stays loaded even if it is refused below.
+  loaded_libraries().push_back(library);
   try {
-    library.get<void(Registry&)>("reel_plugin_register")(collected);
+    register_nodes(collected);
   } catch (const std::exception& e) {
     throw plugin_error(file, std::string("its registration failed: ") + e.what());
+  } catch (...) {
+    throw plugin_error(file, "its registration threw an exception that is not a std::exception");
   }
   for (const NodeType& type : collected.types) {
     if (type.name.empty() || !type.create)
@@ -103,7 +109,6 @@ void PluginCatalog::load_library(const fs::path& file) {
     std::string name = type.name;
     types_.emplace(name, RegisteredType{std::move(type), file});
   }
-  loaded_libraries().push_back(std::move(library));
   spdlog::debug("loaded plugin {} ({} node types)", file.string(), collected.types.size());
 }
 
@@ -120,6 +125,9 @@ void PluginCatalog::load_directory(const fs::path& dir) {
     } catch (const Error& e) {
       spdlog::warn("{}", e.what());
       refused_.push_back({file, e.hint().empty() ? std::string(e.what()) : std::string(e.what()) + ". " + e.hint()});
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot use plugin {}: {}", file.string(), e.what());
+      refused_.push_back({file, "cannot use plugin " + file.string() + ": " + e.what()});
     }
   }
 }

@@ -174,7 +174,7 @@ class Encoder : public reel::Node {
   }
 
   void set_up_conversion() {
-    scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, width_, height_, pix_fmt_,
+    scaler_ = sws_getContext(width_, height_, AV_PIX_FMT_RGB24, width_, height_, pix_fmt_,
                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr);
     frame_ = av_frame_alloc();
     packet_ = av_packet_alloc();
@@ -190,14 +190,21 @@ class Encoder : public reel::Node {
   }
 
   void process(const reel::Frame& frame, int, reel::Emitter&) override {
-    at::Tensor rgb = frame.image.to(at::kCPU).permute({1, 2, 0}).contiguous();
-    if (rgb.size(0) != in_.height || rgb.size(1) != in_.width || rgb.scalar_type() != at::kByte)
+    at::Tensor rgb = frame.image.to(at::kCPU).permute({1, 2, 0});
+    if (rgb.dim() != 3 || rgb.size(0) != in_.height || rgb.size(1) != in_.width || rgb.size(2) != 3 ||
+        rgb.scalar_type() != at::kByte)
       throw reel::BadInputError("frame " + std::to_string(frame.index) + " does not match the stream " + in_.str());
+    if (width_ != in_.width || height_ != in_.height) {
+      // odd_size pad repeats the last row/column, crop drops it: index with clamped positions.
+      auto rows = at::arange(height_, at::kLong).clamp_max(in_.height - 1);
+      auto columns = at::arange(width_, at::kLong).clamp_max(in_.width - 1);
+      rgb = rgb.index_select(0, rows).index_select(1, columns);
+    }
+    rgb = rgb.contiguous();
     check(av_frame_make_writable(frame_), "reuse a frame");
     const std::uint8_t* src[1] = {rgb.data_ptr<std::uint8_t>()};
-    int src_stride[1] = {in_.width * 3};
-    // Padding repeats the last row/column; cropping drops it (the scaler sees the smaller size).
-    sws_scale(scaler_, src, src_stride, 0, in_.height, frame_->data, frame_->linesize);
+    int src_stride[1] = {width_ * 3};
+    sws_scale(scaler_, src, src_stride, 0, height_, frame_->data, frame_->linesize);
     frame_->pts = frame.index;
     encode(frame_);
   }
@@ -205,7 +212,13 @@ class Encoder : public reel::Node {
   void finish(reel::Emitter&) override {
     encode(nullptr);
     if (images_) {
-      for (auto& image : images_written_) image->commit();
+      // All or nothing: if one image cannot be put in place, take back those already moved.
+      try {
+        for (auto& image : images_written_) image->commit();
+      } catch (...) {
+        for (auto& image : images_written_) image->withdraw();
+        throw;
+      }
       return;
     }
     check_io(av_write_trailer(format_), "write the trailer");

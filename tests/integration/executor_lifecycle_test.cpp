@@ -33,6 +33,37 @@ TEST(ExecutorLifecycle, LoadsLazilyJustBeforeFirstWork) {
   for (const char* id : {"src", "m0", "sink"}) EXPECT_EQ(test::count_lines(lines, std::string(id) + " load"), 1);
 }
 
+TEST(ExecutorLifecycle, ConcurrentNodeWhoseLoadFailsIsNotLoadedAgain) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunOptions options;
+  options.threads = 4;
+  RunResult r = test::run(
+      test::chain(20, {"test.parallel_map"}, journal_everywhere(journal, {{"m0", {{"fail_phase", "load"}}}})), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->phase, Phase::load);
+  EXPECT_EQ(test::count_lines(test::read_lines(journal), "m0 load"), 1);
+  EXPECT_EQ(r.nodes[1].state, NodeState::failed);
+}
+
+TEST(ExecutorLifecycle, ThrowingObserverFailsTheRunInsteadOfEscaping) {
+  struct Throwing : RunObserver {
+    void on_progress(const std::string&, std::int64_t frames, std::optional<std::int64_t>) override {
+      if (frames == 3) throw std::runtime_error("observer broke");
+    }
+  } observer;
+  fs::path journal = test::temp_dir() / "journal.txt";
+  RunOptions options;
+  options.observer = &observer;
+  RunResult r = test::run(test::chain(10, {"test.map"}, journal_everywhere(journal)), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::internal);
+  EXPECT_NE(r.failure->reason.find("observer broke"), std::string::npos);
+  auto lines = test::read_lines(journal);
+  for (const char* id : {"src", "m0", "sink"})
+    EXPECT_EQ(lines.at(test::last_line_of(lines, id)), std::string(id) + " unload");
+  EXPECT_TRUE(test::run(test::chain(3, {"test.map"})).ok());
+}
+
 TEST(ExecutorLifecycle, NodeDownstreamOfAnEarlyFailureNeverLoads) {
   fs::path journal = test::temp_dir() / "journal.txt";
   RunResult r =

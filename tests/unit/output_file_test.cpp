@@ -50,6 +50,24 @@ TEST(OutputFile, ExistingTargetIsRefusedUnlessOverwriting) {
   EXPECT_EQ(test::read_lines(dir / "video.mp4").at(0), "new");
 }
 
+TEST(OutputFile, TargetThatAppearsDuringTheRunIsNotReplaced) {
+  fs::path dir = test::temp_dir();
+  OutputFile out(dir / "video.mp4", false);
+  test::write_file(out.temporary(), "new");
+  test::write_file(dir / "video.mp4", "someone else's");  // after the configure-time check
+  EXPECT_THROW(out.commit(), IoError);
+  EXPECT_EQ(test::read_lines(dir / "video.mp4").at(0), "someone else's");
+}
+
+TEST(OutputFile, WithdrawTakesBackACommittedOutput) {
+  fs::path dir = test::temp_dir();
+  OutputFile out(dir / "frame_0.png", false);
+  test::write_file(out.temporary(), "data");
+  out.commit();
+  out.withdraw();
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
 TEST(OutputFile, MissingFolderIsRefusedNamingIt) {
   try {
     OutputFile out("/nonexistent/folder/video.mp4", false);

@@ -97,7 +97,8 @@ class Node {
 
   // Called after this node ran out of memory, with caches already freed. Lower your own settings
   // (halve the tile, switch to a slower path) and return true if retrying the same frame makes
-  // sense. The executor retries a bounded number of times. Must not throw.
+  // sense. The executor retries a bounded number of times. Must not throw. With concurrency > 1
+  // it may be called while other process() calls of this node run, and more than once.
   virtual bool degrade() { return false; }
 
   // Called on every node when the run fails or is cancelled, before unload: remove partial

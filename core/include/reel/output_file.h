@@ -24,6 +24,9 @@ class OutputFile {
   void commit();
   // Remove the temporary file, if any. Never throws.
   void discard() noexcept;
+  // Take back a committed output (remove the target): for sinks that write several files and
+  // must not leave some of them when a later one fails. Never throws.
+  void withdraw() noexcept;
 
  private:
   std::filesystem::path target_;

@@ -342,15 +342,30 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   return result;
 }
 
+// The last line of "never throws": what execute() cannot guard itself (starting the monitor
+// thread, sampling a broken device) still ends as a classified failure.
+RunResult execute_guarded(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options,
+                          bool stream) noexcept {
+  try {
+    return execute(graph, catalog, options, stream);
+  } catch (...) {
+    RunResult result;
+    result.graph_file = graph.file;
+    result.graph_fingerprint = graph.fingerprint;
+    result.failure = classify_exception(std::current_exception());
+    release_cached_memory();
+    return result;
+  }
+}
 }  // namespace
 }  // namespace detail
 
 RunResult plan_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options) {
-  return detail::execute(graph, catalog, options, /*stream=*/false);
+  return detail::execute_guarded(graph, catalog, options, /*stream=*/false);
 }
 
 RunResult run_graph(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options) {
-  return detail::execute(graph, catalog, options, /*stream=*/true);
+  return detail::execute_guarded(graph, catalog, options, /*stream=*/true);
 }
 
 }  // namespace reel

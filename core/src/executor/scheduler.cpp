@@ -61,10 +61,18 @@ class Scheduler {
     }
   }
 
-  void activate(NodeRun& n) {
+  // A TBB body must not throw (the flow graph would cancel and rethrow from wait_for_all):
+  // anything escaping the node calls (an observer, an allocation) becomes this run's failure.
+  void activate(NodeRun& n) noexcept {
     n.pending_activations.fetch_sub(1);
-    c10::InferenceMode inference;  // thread-local: set in every body
-    if (step(n)) wake(n);
+    try {
+      c10::InferenceMode inference;  // thread-local: set in every body
+      if (step(n)) wake(n);
+    } catch (...) {
+      Failure f = classify_exception(std::current_exception());
+      attribute(f, n, Phase::run, std::nullopt);
+      run_.fail(std::move(f));
+    }
   }
 
   bool outputs_have_room(NodeRun& n) {
@@ -222,8 +230,11 @@ class Scheduler {
 
   bool ensure_loaded(NodeRun& n) {
     if (n.loaded.load(std::memory_order_acquire)) return true;
+    // Other bodies of a concurrent node wait here while one loads; after a failed load (or any
+    // failure) they give up instead of loading again.
     std::lock_guard lock(n.load_mutex);
     if (n.loaded) return true;
+    if (run_.stopping) return false;
     Emitter unused;
     auto start = Clock::now();
     std::uint64_t rss_before = host_rss_bytes();
