@@ -149,12 +149,12 @@ int command_plugins(const PluginCatalog& catalog, bool json) {
     nlohmann::json doc = {{"node_types", nlohmann::json::array()}, {"refused", nlohmann::json::array()}};
     for (const auto& [name, entry] : catalog.types()) doc["node_types"].push_back(node_type_json(entry));
     for (const auto& r : catalog.refused())
-      doc["refused"].push_back({{"library", r.library.string()}, {"reason", r.reason}});
+      doc["refused"].push_back({{"library", r.plugin_file.string()}, {"reason", r.reason}});
     std::cout << doc.dump(2) << '\n';
     return 0;
   }
   for (const auto& [name, entry] : catalog.types())
-    std::printf("%-24s %s  [%s]\n", name.c_str(), entry.type.description.c_str(), entry.library.filename().c_str());
+    std::printf("%-24s %s  [%s]\n", name.c_str(), entry.type.description.c_str(), entry.plugin_file.filename().c_str());
   if (catalog.types().empty()) std::printf("no node types found; see --plugin-path and REEL_PLUGIN_PATH\n");
   for (const auto& r : catalog.refused()) std::printf("refused: %s\n", r.reason.c_str());
   return 0;
@@ -171,7 +171,7 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
     return 0;
   }
   const NodeType& t = entry->type;
-  std::printf("%s - %s\nplugin: %s\n", t.name.c_str(), t.description.c_str(), entry->library.string().c_str());
+  std::printf("%s - %s\nplugin: %s\n", t.name.c_str(), t.description.c_str(), entry->plugin_file.string().c_str());
   if (t.concurrency > 1) std::printf("concurrency: up to %d frames at once\n", t.concurrency);
   auto ports = [](const char* title, const std::vector<PortSpec>& list) {
     std::printf("%s:%s\n", title, list.empty() ? " none" : "");

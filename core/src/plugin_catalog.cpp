@@ -97,7 +97,8 @@ void PluginCatalog::load_library(const fs::path& file) {
     if (type.name.empty() || !type.create)
       throw plugin_error(file, "it declares a node type without a name or factory");
     if (auto it = types_.find(type.name); it != types_.end())
-      throw plugin_error(file, "node type '" + type.name + "' is already provided by " + it->second.library.string(),
+      throw plugin_error(file,
+                         "node type '" + type.name + "' is already provided by " + it->second.plugin_file.string(),
                          "Remove one of the two libraries from the plugin path.");
   }
   for (std::size_t i = 0; i < collected.types.size(); ++i)
@@ -135,7 +136,7 @@ void PluginCatalog::load_directory(const fs::path& dir) {
 void PluginCatalog::add_builtin(NodeType type, const std::string& origin) {
   if (auto it = types_.find(type.name); it != types_.end())
     throw Error(ErrorKind::plugin,
-                "node type '" + type.name + "' is already provided by " + it->second.library.string());
+                "node type '" + type.name + "' is already provided by " + it->second.plugin_file.string());
   std::string name = type.name;
   types_.emplace(name, RegisteredType{std::move(type), origin});
 }

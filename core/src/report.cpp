@@ -111,7 +111,7 @@ nlohmann::json node_type_json(const RegisteredType& entry) {
   for (const auto& p : t.params) params.push_back(param_json(p));
   return {{"type", t.name},
           {"description", t.description},
-          {"plugin", entry.library.string()},
+          {"plugin", entry.plugin_file.string()},
           {"inputs", ports_json(t.inputs)},
           {"outputs", ports_json(t.outputs)},
           {"params", params},

@@ -31,7 +31,7 @@ TEST(PluginLoader, LoadsTheTestkitTypes) {
   PluginCatalog catalog;
   catalog.load_library(kTestkit);
   ASSERT_NE(catalog.find("test.source"), nullptr);
-  EXPECT_EQ(catalog.find("test.source")->library, kTestkit);
+  EXPECT_EQ(catalog.find("test.source")->plugin_file, kTestkit);
   EXPECT_TRUE(catalog.refused().empty());
 }
 
@@ -65,7 +65,7 @@ TEST(PluginLoader, DuplicateTypeIsRefusedNamingBothFiles) {
   EXPECT_NE(message.find(file.string()), std::string::npos) << message;
   EXPECT_NE(message.find(kTestkit.string()), std::string::npos) << message;
   EXPECT_NE(message.find("test.source"), std::string::npos);
-  EXPECT_EQ(catalog.find("test.source")->library, kTestkit);  // the first one stays
+  EXPECT_EQ(catalog.find("test.source")->plugin_file, kTestkit);  // the first one stays
 }
 
 TEST(PluginLoader, MissingOrNonLibraryFileIsRefused) {
@@ -86,8 +86,8 @@ TEST(PluginLoader, DirectoryLoadRecordsRefusalsAndKeepsGoing) {
   catalog.load_directory(dir);
   EXPECT_NE(catalog.find("test.source"), nullptr);
   ASSERT_EQ(catalog.refused().size(), 2u);
-  EXPECT_EQ(catalog.refused()[0].library, dir / "b_bad_abi.so");
-  EXPECT_EQ(catalog.refused()[1].library, dir / "c_no_entry.so");
+  EXPECT_EQ(catalog.refused()[0].plugin_file, dir / "b_bad_abi.so");
+  EXPECT_EQ(catalog.refused()[1].plugin_file, dir / "c_no_entry.so");
 }
 
 TEST(PluginLoader, MissingDirectoryIsIgnored) {

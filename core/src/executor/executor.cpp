@@ -43,7 +43,7 @@ namespace detail {
 void attribute(Failure& failure, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame) {
   failure.node_id = node.id;
   failure.node_type = node.type->type.name;
-  failure.plugin = node.type->library.filename().string();
+  failure.plugin = node.type->plugin_file.filename().string();
   failure.phase = phase;
   failure.frame = frame;
 }
@@ -177,7 +177,7 @@ void configure_all(RunState& run, const GraphSpec& graph) {
       Failure f = classify_exception(std::current_exception());
       if (f.node_id.empty()) detail::attribute(f, *n, Phase::configure, std::nullopt);
       f.phase = Phase::configure;
-      if (f.node_type.empty()) f.node_type = n->type->type.name, f.plugin = n->type->library.filename().string();
+      if (f.node_type.empty()) f.node_type = n->type->type.name, f.plugin = n->type->plugin_file.filename().string();
       try {
         throw;
       } catch (const InvalidParamError& e) {
@@ -255,7 +255,7 @@ std::vector<NodeReport> node_reports(const RunState& run) {
     NodeReport r;
     r.id = n->id;
     r.type = n->type->type.name;
-    r.plugin = n->type->library.filename().string();
+    r.plugin = n->type->plugin_file.filename().string();
     r.state = n->state;
     r.outputs = n->output_streams;
     r.estimate = n->estimate;

@@ -13,12 +13,12 @@ namespace reel {
 
 struct RegisteredType {
   NodeType type;
-  std::filesystem::path library;  // the plugin file that declared it
+  std::filesystem::path plugin_file;  // the plugin file that declared it
 };
 
 // A library that was found but refused; kept so that "unknown node type" can explain why.
 struct RefusedPlugin {
-  std::filesystem::path library;
+  std::filesystem::path plugin_file;
   std::string reason;
 };
 
