@@ -10,6 +10,8 @@
 
 namespace reel::host {
 
+namespace {
+
 std::optional<Failure> load_graph(const std::string& file, const std::vector<std::string>& sets, GraphSpec& graph) {
   try {
     graph = parse_graph_file(file);
@@ -23,8 +25,6 @@ std::optional<Failure> load_graph(const std::string& file, const std::vector<std
   }
 }
 
-namespace {
-
 bool write_json_file(const std::string& path, const nlohmann::json& document) {
   std::ofstream out(path);
   out << document.dump(2) << '\n';
@@ -35,14 +35,19 @@ bool write_json_file(const std::string& path, const nlohmann::json& document) {
   return true;
 }
 
-RunResult failed_before_run(const std::string& file, Failure failure) {
-  RunResult r;
-  r.graph_file = file;
-  r.failure = std::move(failure);
-  return r;
-}
-
 }  // namespace
+
+RunResult run_graph_file(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
+                         const RunOptions& options, bool plan_only) {
+  GraphSpec graph;
+  if (auto failure = load_graph(file, sets, graph)) {
+    RunResult r;
+    r.graph_file = file;
+    r.failure = std::move(failure);
+    return r;
+  }
+  return plan_only ? plan_graph(graph, catalog, options) : run_graph(graph, catalog, options);
+}
 
 int command_run(const PluginCatalog& catalog, RunArgs args) {
   auto progress = make_progress_printer(args.progress);
@@ -52,12 +57,7 @@ int command_run(const PluginCatalog& catalog, RunArgs args) {
   for (const std::string& file : args.graphs) {
     if (cancel_flag()) break;  // a cancel stops the remaining graphs too
     std::fprintf(stderr, "reel: running %s\n", file.c_str());
-    GraphSpec graph;
-    if (auto failure = load_graph(file, args.sets, graph)) {
-      results.push_back(failed_before_run(file, *failure));
-    } else {
-      results.push_back(run_graph(graph, catalog, args.options));
-    }
+    results.push_back(run_graph_file(catalog, file, args.sets, args.options));
     print_run_outcome(results.back());
   }
 
@@ -111,12 +111,7 @@ int command_validate(const PluginCatalog& catalog, const std::vector<std::string
 
 int command_plan(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
                  const RunOptions& options, bool json) {
-  GraphSpec graph;
-  RunResult plan;
-  if (auto failure = load_graph(file, sets, graph))
-    plan = failed_before_run(file, *failure);
-  else
-    plan = plan_graph(graph, catalog, options);
+  RunResult plan = run_graph_file(catalog, file, sets, options, /*plan_only=*/true);
 
   if (json) {
     nlohmann::json report = run_report(plan);

@@ -26,7 +26,9 @@ int command_plugins(const PluginCatalog& catalog, bool json);
 int command_describe(const PluginCatalog& catalog, const std::string& type, bool json);
 int command_worker(const PluginCatalog& catalog, const RunOptions& options);
 
-// Parses a graph and applies --set; a failure comes back as a Failure (never throws).
-std::optional<Failure> load_graph(const std::string& file, const std::vector<std::string>& sets, GraphSpec& graph);
+// Parses the graph file, applies --set, then runs it (or only plans it). A file that cannot be
+// parsed comes back as a failed result; never throws.
+RunResult run_graph_file(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
+                         const RunOptions& options, bool plan_only = false);
 
 }  // namespace reel::host

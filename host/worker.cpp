@@ -73,14 +73,7 @@ int command_worker(const PluginCatalog& catalog, const RunOptions& defaults) {
     options.cancel = &cancel_flag();
 
     emit({{"event", "started"}, {"job", id}, {"graph", job["graph"]}});
-    GraphSpec graph;
-    RunResult result;
-    if (auto failure = load_graph(job["graph"].get<std::string>(), sets, graph)) {
-      result.graph_file = job["graph"].get<std::string>();
-      result.failure = failure;
-    } else {
-      result = run_graph(graph, catalog, options);
-    }
+    RunResult result = run_graph_file(catalog, job["graph"].get<std::string>(), sets, options);
     nlohmann::json report = run_report(result);
     if (job.contains("report") && job["report"].is_string())
       std::ofstream(job["report"].get<std::string>()) << report.dump(2);

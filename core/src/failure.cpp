@@ -23,8 +23,6 @@ const char* to_string(Phase phase) noexcept {
       return "validate";
     case Phase::configure:
       return "configure";
-    case Phase::estimate:
-      return "estimate";
     case Phase::plan:
       return "plan";
     case Phase::load:
@@ -35,8 +33,6 @@ const char* to_string(Phase phase) noexcept {
       return "process";
     case Phase::finish:
       return "finish";
-    case Phase::unload:
-      return "unload";
     case Phase::run:
       return "run";
   }
@@ -177,7 +173,6 @@ std::string Failure::user_message() const {
     case Phase::validate:
       break;
     case Phase::configure:
-    case Phase::estimate:
     case Phase::plan:
       done = "Nothing was loaded.";
       break;

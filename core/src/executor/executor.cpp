@@ -154,6 +154,12 @@ void build_nodes(RunState& run, const ResolvedGraph& graph) {
     }
 }
 
+void fail_configure(RunState& run, NodeRun& n, Failure f) {
+  attribute(f, n, Phase::configure, std::nullopt);
+  n.state = NodeState::failed;
+  run.fail(std::move(f));
+}
+
 // Stream negotiation, in topological order: each node sees its producers' output descriptions.
 void configure_all(RunState& run, const GraphSpec& graph) {
   for (auto& n : run.nodes) {
@@ -173,21 +179,14 @@ void configure_all(RunState& run, const GraphSpec& graph) {
                                              " output streams, but the node type declares " +
                                              std::to_string(n->outputs.size()) + " output ports");
       n->state = NodeState::configured;
-    } catch (...) {
+    } catch (const InvalidParamError& e) {
       Failure f = classify_exception(std::current_exception());
-      if (f.node_id.empty()) detail::attribute(f, *n, Phase::configure, std::nullopt);
-      f.phase = Phase::configure;
-      if (f.node_type.empty()) f.node_type = n->type->type.name, f.plugin = n->type->plugin_file.filename().string();
-      try {
-        throw;
-      } catch (const InvalidParamError& e) {
-        // Point at the graph field, like the schema checks do.
-        f.file = graph.file;
-        f.pointer = n->spec->pointer + "/params/" + e.param();
-      } catch (...) {
-      }
-      n->state = NodeState::failed;
-      run.fail(std::move(f));
+      f.file = graph.file;  // point at the graph field, like the schema checks do
+      f.pointer = n->spec->pointer + "/params/" + e.param();
+      fail_configure(run, *n, std::move(f));
+      return;
+    } catch (...) {
+      fail_configure(run, *n, classify_exception(std::current_exception()));
       return;
     }
   }

@@ -11,7 +11,7 @@
 
 namespace reel {
 
-enum class Phase { parse, validate, configure, estimate, plan, load, produce, process, finish, unload, run };
+enum class Phase { parse, validate, configure, plan, load, produce, process, finish, run };
 const char* to_string(Phase phase) noexcept;
 
 struct Failure {
