@@ -184,7 +184,7 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
       constraint = "default " + p.default_value.dump();
     if (p.min || p.max) constraint += ", " + p.range_text();
     if (!p.choices.empty()) {
-      constraint += ", one of";
+      constraint += p.type == ParamType::integer ? ", or" : ", one of";
       for (const auto& c : p.choices) constraint += " " + c;
     }
     std::printf("  %-14s %-8s %s\n  %-14s %-8s (%s)\n", p.name.c_str(), to_string(p.type), p.description.c_str(), "",

@@ -75,6 +75,9 @@ class ParamChecker {
     };
     switch (spec.type) {
       case ParamType::integer:
+        if (value.is_string() && std::find(spec.choices.begin(), spec.choices.end(), value.get<std::string>()) !=
+                                     spec.choices.end())
+          return value;  // a word the type accepts in place of a number
         if (!value.is_number_integer()) {
           // 2.0 is an integer to a person.
           if (!value.is_number_float() || value.get<double>() != std::floor(value.get<double>())) wrong_type();

@@ -61,6 +61,11 @@ ParamSpec& ParamSpec::range(std::optional<double> lo, std::optional<double> hi) 
   return *this;
 }
 
+ParamSpec& ParamSpec::or_words(std::vector<std::string> words) {
+  choices = std::move(words);
+  return *this;
+}
+
 std::string ParamSpec::range_text() const {
   auto text = [](double v) {
     return v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<long long>(v))

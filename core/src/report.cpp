@@ -27,7 +27,7 @@ nlohmann::json param_json(const ParamSpec& p) {
                       {"default", p.default_value}};
   if (p.min) j["min"] = *p.min;
   if (p.max) j["max"] = *p.max;
-  if (!p.choices.empty()) j["choices"] = p.choices;
+  if (!p.choices.empty()) j[p.type == ParamType::integer ? "words" : "choices"] = p.choices;
   return j;
 }
 

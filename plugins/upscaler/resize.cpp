@@ -3,21 +3,15 @@
 
 #include <ATen/ATen.h>
 
-extern "C" {
-#include <libswscale/swscale.h>
-}
+#include "nodes.h"
+#include "scaler.h"
 
 #include <cmath>
+#include <optional>
+
+namespace reel::sr {
 
 namespace {
-
-int filter_flags(const std::string& filter) {
-  if (filter == "nearest") return SWS_POINT;
-  if (filter == "bilinear") return SWS_BILINEAR;
-  if (filter == "area") return SWS_AREA;
-  if (filter == "lanczos") return SWS_LANCZOS;
-  return SWS_BICUBIC;
-}
 
 class Resize : public reel::Node {
  public:
@@ -45,7 +39,7 @@ class Resize : public reel::Node {
       throw reel::InvalidParamError("scale", "the output would be " + std::to_string(out.width) + "x" +
                                                  std::to_string(out.height) + ", outside 1..16384 pixels per side");
     out_ = out;
-    flags_ = filter_flags(p.string("filter")) | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
+    scaler_.emplace(filter_flags(p.string("filter")));
     return {out};
   }
 
@@ -53,41 +47,28 @@ class Resize : public reel::Node {
     return {{"cpu", 0, static_cast<std::uint64_t>(in_.width * in_.height + out_.width * out_.height) * 3 * 2}};
   }
 
-  void load() override {
-    scaler_ = sws_getContext(in_.width, in_.height, AV_PIX_FMT_RGB24, out_.width, out_.height, AV_PIX_FMT_RGB24, flags_,
-                             nullptr, nullptr, nullptr);
-    if (!scaler_) throw reel::Error(reel::ErrorKind::internal, "libswscale could not set up this resize");
-  }
-
   void process(const reel::Frame& frame, int, reel::Emitter& out) override {
     at::Tensor src = frame.image.to(at::kCPU).permute({1, 2, 0}).contiguous();  // HWC, packed RGB
     if (src.size(0) != in_.height || src.size(1) != in_.width)
       throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + std::to_string(src.size(1)) + "x" +
                                 std::to_string(src.size(0)) + ", but the stream was described as " + in_.str());
-    at::Tensor dst = at::empty({out_.height, out_.width, 3}, at::kByte);
-    const std::uint8_t* src_planes[1] = {src.data_ptr<std::uint8_t>()};
-    int src_stride[1] = {in_.width * 3};
-    std::uint8_t* dst_planes[1] = {dst.data_ptr<std::uint8_t>()};
-    int dst_stride[1] = {out_.width * 3};
-    sws_scale(scaler_, src_planes, src_stride, 0, in_.height, dst_planes, dst_stride);
-    out.emit(dst.permute({2, 0, 1}).contiguous());
+    out.emit(scaler_->resize(src, out_.width, out_.height).permute({2, 0, 1}).contiguous());
   }
 
   void unload() override {
-    sws_freeContext(scaler_);
-    scaler_ = nullptr;
+    if (scaler_) scaler_->release();
   }
-  ~Resize() override { unload(); }
 
  private:
   reel::StreamDesc in_, out_;
-  int flags_ = SWS_BICUBIC;
-  SwsContext* scaler_ = nullptr;
+  std::optional<Scaler> scaler_;
 };
 
-void register_nodes(reel::Registry& registry) {
+}  // namespace
+
+reel::NodeType resize_node_type() {
   using reel::ParamSpec;
-  registry.add({
+  return {
       .name = "upscaler.resize",
       .description = "Resize frames with libswscale (bicubic, lanczos, bilinear, area, nearest)",
       .params = {ParamSpec::number("scale", 2.0, "Scale factor, used when width and height are 0").range(0.01, 16),
@@ -98,9 +79,7 @@ void register_nodes(reel::Registry& registry) {
       .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
       .outputs = {{"out", reel::PortKind::video, "Resized RGB frames"}},
       .create = [] { return std::make_unique<Resize>(); },
-  });
+  };
 }
 
-}  // namespace
-
-REEL_PLUGIN(register_nodes)
+}  // namespace reel::sr

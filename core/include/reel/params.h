@@ -23,7 +23,9 @@ struct ParamSpec {
   bool required = false;
   std::optional<double> min;  // integer and number only, inclusive
   std::optional<double> max;
-  std::vector<std::string> choices;  // choice only
+  // choice: the allowed values. integer: words accepted in place of a number (e.g. "auto"); the
+  // node then finds the word, a JSON string, in Params::json().
+  std::vector<std::string> choices;
 
   // Builders, so a node type's schema reads as one expression per parameter.
   static ParamSpec integer(std::string name, std::int64_t fallback, std::string description);
@@ -35,6 +37,7 @@ struct ParamSpec {
   // No default: the graph must set it.
   ParamSpec& make_required();
   ParamSpec& range(std::optional<double> lo, std::optional<double> hi);
+  ParamSpec& or_words(std::vector<std::string> words);
 
   // "from 1 to 8192", "at least 0", "at most 10"; empty without a range.
   std::string range_text() const;

@@ -9,10 +9,12 @@
 #include <reel/node.h>
 #include <reel/params.h>
 #include <reel/version.h>
+#include <reel/weights.h>
 #include <torch/version.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,13 @@ struct PortSpec {
   std::string description;
 };
 
+// A checkpoint a node type recognised (`reel models`, `reel models convert`).
+struct DetectedModel {
+  std::string architecture;  // e.g. "RRDBNet x4, 23 blocks, 64 features, 32 growth"
+  int scale = 0;             // output size / input size; 0 when the model does not scale images
+  weights::Expected keys;    // the network's parameter names and shapes, in order (for conversion)
+};
+
 struct NodeType {
   std::string name;  // "family.variant", e.g. "upscaler.resize"
   std::string description;
@@ -37,6 +46,9 @@ struct NodeType {
   int concurrency = 1;                                       // frames one node may process at once (process only)
   nlohmann::json example_params = nlohmann::json::object();  // a valid set, for docs and tests
   std::function<std::unique_ptr<Node>()> create;
+  // Model nodes: recognises a checkpoint this node type runs; empty when it does not. Must not
+  // load weights (only names and shapes). May throw BadInputError.
+  std::function<std::optional<DetectedModel>(const weights::Checkpoint&)> detect_model;
 };
 
 class Registry {

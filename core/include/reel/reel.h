@@ -9,3 +9,4 @@
 #include <reel/plugin.h>
 #include <reel/stream.h>
 #include <reel/version.h>
+#include <reel/weights.h>

@@ -1,0 +1,285 @@
+// upscaler.esrgan: Real-ESRGAN super-resolution (RRDBNet, SRVGGNetCompact) on libtorch, tiled,
+// degrading its tile on out of memory instead of dropping a frame.
+#include "networks.h"
+#include "nodes.h"
+#include "scaler.h"
+#include "tiler.h"
+
+#include <reel/reel.h>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <optional>
+
+namespace reel::sr {
+
+namespace {
+
+constexpr int min_tile = 32;
+
+// "cpu", "cuda", "cuda:N" or "auto" -> a libtorch device string. Throws InvalidParamError.
+std::string resolve_device(const std::string& wanted) {
+  const bool cuda = torch::cuda::is_available();
+  if (wanted == "cpu" || (wanted == "auto" && !cuda)) return "cpu";
+  if (wanted == "auto") return "cuda:0";
+  if (wanted == "cuda" || wanted.rfind("cuda:", 0) == 0) {
+    if (!cuda)
+      throw InvalidParamError("device", "device '" + wanted + "' was asked for, but no CUDA device is usable here",
+                              "this reel's libtorch has no CUDA support or no GPU is visible; use device cpu or auto");
+    if (wanted == "cuda") return "cuda:0";
+    std::size_t used = 0;
+    int index = -1;
+    try {
+      index = std::stoi(wanted.substr(5), &used);
+    } catch (const std::exception&) {
+    }
+    if (index < 0 || used != wanted.size() - 5 || index >= static_cast<int>(torch::cuda::device_count()))
+      throw InvalidParamError("device", "device '" + wanted + "' does not exist: there are " +
+                                            std::to_string(torch::cuda::device_count()) + " CUDA devices");
+    return wanted;
+  }
+  throw InvalidParamError("device", "device '" + wanted + "' is not cpu, cuda, cuda:N or auto");
+}
+
+at::ScalarType resolve_precision(const std::string& precision, const std::string& device) {
+  if (precision == "fp16") {
+    if (device == "cpu")
+      throw InvalidParamError("precision", "precision fp16 needs a CUDA device; libtorch has no fp16 convolution on the CPU",
+                              "use fp32 (or bf16) on the CPU");
+    return at::kHalf;
+  }
+  return precision == "bf16" ? at::kBFloat16 : at::kFloat;
+}
+
+std::uint64_t available_host_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024;
+    meminfo.ignore(256, '\n');
+  }
+  return 4ull << 30;
+}
+
+std::optional<DetectedModel> detect_model(const weights::Checkpoint& checkpoint) {
+  auto architecture = detect(checkpoint);
+  if (!architecture) return std::nullopt;
+  return DetectedModel{architecture->describe(), architecture->scale, build(*architecture)->expected()};
+}
+
+class Esrgan : public Node {
+ public:
+  explicit Esrgan(std::function<void(int)> before_tile) : before_tile_(std::move(before_tile)) {}
+
+  std::vector<StreamDesc> configure(const NodeConfig& config) override {
+    const Params& p = config.params;
+    in_ = config.inputs.at(0);
+    if (in_.channels != 3 && in_.channels != 4)
+      throw BadInputError("upscaler.esrgan takes RGB or RGBA frames, not " + std::to_string(in_.channels) + " channels");
+    model_ = weights::resolve_model(p.string("model"));
+    weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
+    auto architecture = detect(checkpoint);
+    if (!architecture)
+      throw BadInputError("checkpoint " + model_.string() +
+                              " is not a Real-ESRGAN network reel implements (RRDBNet or SRVGGNetCompact)",
+                          "`reel models " + model_.parent_path().string() + "` lists what each checkpoint in that folder holds");
+    architecture_ = *architecture;
+    parameters_ = checkpoint.parameter_count();
+    device_ = resolve_device(p.string("device"));
+    dtype_ = resolve_precision(p.string("precision"), device_);
+    tiling_.pad = static_cast<int>(p.integer("tile_pad"));
+    tiling_.multiple = architecture_.input_multiple();
+    pre_pad_ = static_cast<int>(p.integer("pre_pad"));
+    const auto& tile = p.json().at("tile");
+    tiling_.tile = tile.is_string() ? auto_tile() : static_cast<int>(tile.get<std::int64_t>());
+    if (tiling_.tile > 0 && tiling_.tile < min_tile)
+      throw InvalidParamError("tile", "tile " + std::to_string(tiling_.tile) + " is below the minimum of " +
+                                          std::to_string(min_tile) + " pixels",
+                              "use 0 for whole frames, auto, or at least " + std::to_string(min_tile));
+
+    out_ = in_;
+    const double outscale = p.number("outscale");
+    out_.width = in_.width * architecture_.scale, out_.height = in_.height * architecture_.scale;
+    if (outscale > 0) {
+      out_.width = static_cast<int>(std::lround(in_.width * outscale));
+      out_.height = static_cast<int>(std::lround(in_.height * outscale));
+      if (out_.width < 1 || out_.height < 1)
+        throw InvalidParamError("outscale", "outscale " + std::to_string(outscale) + " leaves no pixel");
+    }
+    if (out_.width > 32768 || out_.height > 32768)
+      throw InvalidParamError("outscale", "the output would be " + std::to_string(out_.width) + "x" +
+                                              std::to_string(out_.height) + ", beyond 32768 pixels per side");
+    log(LogLevel::info, "upscaler.esrgan: " + model_.filename().string() + " is " + architecture_.describe() + " (" +
+                            checkpoint.format() + "), on " + device_ + " in " + p.string("precision") + ", tile " +
+                            std::to_string(tiling_.tile));
+    return {out_};
+  }
+
+  std::vector<MemoryEstimate> estimate() const override {
+    const std::uint64_t element = c10::elementSize(dtype_);
+    const std::uint64_t frame_bytes = static_cast<std::uint64_t>(out_.width) * out_.height * in_.channels;
+    return {{device_, parameters_ * element, working_bytes(tiling_.tile) * element / 4 + frame_bytes * 3}};
+  }
+
+  void load() override {
+    auto start = std::chrono::steady_clock::now();
+    weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
+    auto network = build(architecture_);
+    network->assign(weights::match(checkpoint, network->expected(), architecture_.describe()));
+    network->to(device_, dtype_);
+    network_ = std::move(network);
+    log(LogLevel::info, "upscaler.esrgan: loaded " + model_.filename().string() + " in " +
+                            std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) +
+                            " s");
+  }
+
+  void process(const Frame& frame, int, Emitter& out) override {
+    const at::Tensor& image = frame.image;
+    if (image.dim() != 3 || image.size(0) != in_.channels || image.size(1) != in_.height || image.size(2) != in_.width)
+      throw BadInputError("frame " + std::to_string(frame.index) + " has shape " + shape_of(image) +
+                          ", but the stream was described as " + in_.str());
+    const int tile = tiling_.tile;
+    try {
+      at::Tensor rgb = upscale(image.narrow(0, 0, 3), out);
+      if (in_.channels == 4) rgb = at::cat({rgb, resize_alpha(image.narrow(0, 3, 1))}, 0);
+      out.emit(std::move(rgb));
+    } catch (const c10::Error& e) {
+      if (std::string(e.what_without_backtrace()).find("out of memory") == std::string::npos) throw;
+      throw_out_of_memory(frame.index, tile, e.what_without_backtrace());
+    } catch (const std::bad_alloc& e) {
+      throw_out_of_memory(frame.index, tile, e.what());
+    }
+  }
+
+  bool degrade() override {
+    const int before = tiling_.tile;
+    const int longest = std::max(in_.width, in_.height);
+    int next = before <= 0 ? longest / 2 : before / 2;
+    next = next / 8 * 8;
+    if (next < min_tile) return false;
+    tiling_.tile = next;
+    log(LogLevel::warning, "upscaler.esrgan: out of memory with tile " +
+                               (before <= 0 ? std::string("0 (whole frame)") : std::to_string(before)) +
+                               "; retrying the same frame with tile " + std::to_string(next));
+    return true;
+  }
+
+  void unload() override {
+    network_.reset();
+    alpha_scaler_.reset();
+    outscale_scaler_.reset();
+  }
+
+ private:
+  static std::string shape_of(const at::Tensor& t) {
+    std::string text;
+    for (auto d : t.sizes()) text += (text.empty() ? "" : "x") + std::to_string(d);
+    return text;
+  }
+
+  std::uint64_t working_bytes(int tile) const {
+    const std::int64_t side = tile > 0 ? tile + 2 * tiling_.pad : 0;
+    const double pixels = tile > 0 ? static_cast<double>(std::min<std::int64_t>(side, in_.width + pre_pad_)) *
+                                         std::min<std::int64_t>(side, in_.height + pre_pad_)
+                                   : static_cast<double>(in_.width + pre_pad_) * (in_.height + pre_pad_);
+    return static_cast<std::uint64_t>(pixels * architecture_.working_bytes_per_pixel());
+  }
+
+  // The largest tile (multiple of 32) whose working memory fits a quarter of the memory free now;
+  // 0 when the whole frame fits.
+  int auto_tile() const {
+    const std::uint64_t budget = (device_ == "cpu" ? available_host_bytes() : (8ull << 30)) / 4;
+    const std::uint64_t per_element = c10::elementSize(dtype_);
+    if (working_bytes(0) * per_element / 4 <= budget) return 0;
+    int tile = 1024;
+    while (tile > min_tile && working_bytes(tile) * per_element / 4 > budget) tile -= 32;
+    return tile;
+  }
+
+  at::Tensor upscale(const at::Tensor& rgb, Emitter& out) {
+    const int scale = architecture_.scale, m = tiling_.multiple;
+    at::Tensor x = rgb.to(network_device()).unsqueeze(0).to(dtype_).div_(255);
+    // Real-ESRGAN's pre_pad (reflection at the right and bottom), then up to the multiple the
+    // network needs; both are cut off the output again.
+    const int pad_w = pre_pad_ + (m - (in_.width + pre_pad_) % m) % m;
+    const int pad_h = pre_pad_ + (m - (in_.height + pre_pad_) % m) % m;
+    if (pad_w > 0 || pad_h > 0) {
+      const bool reflect = pad_w < in_.width && pad_h < in_.height;
+      x = reflect ? at::reflection_pad2d(x, {0, pad_w, 0, pad_h}) : at::replication_pad2d(x, {0, pad_w, 0, pad_h});
+    }
+    auto before_tile = [&](int index) {
+      if (out.cancelled()) throw CancelledError();
+      if (before_tile_) before_tile_(index);
+    };
+    at::Tensor y = run_tiled(x, scale, tiling_, [&](const at::Tensor& t) { return network_->forward(t); }, before_tile);
+    y = y.narrow(2, 0, in_.height * scale).narrow(3, 0, in_.width * scale);
+    y = y.to(at::kFloat).clamp_(0, 1).mul_(255).round_().to(at::kByte).squeeze(0);
+    if (out_.width == in_.width * scale && out_.height == in_.height * scale) return y;
+    if (!outscale_scaler_) outscale_scaler_.emplace(filter_flags("lanczos"));
+    return outscale_scaler_->resize(y.to(at::kCPU).permute({1, 2, 0}), out_.width, out_.height).permute({2, 0, 1});
+  }
+
+  at::Tensor resize_alpha(const at::Tensor& alpha) {
+    if (!alpha_scaler_) alpha_scaler_.emplace(filter_flags("bicubic"));
+    at::Tensor a = alpha_scaler_->resize(alpha.to(at::kCPU).permute({1, 2, 0}), out_.width, out_.height);
+    return a.permute({2, 0, 1}).to(network_device());
+  }
+
+  std::string network_device() const { return device_; }
+
+  [[noreturn]] void throw_out_of_memory(std::int64_t frame, int tile, const std::string& detail) {
+    const std::string setting = tile > 0 ? "tile " + std::to_string(tile) : "tile 0 (whole frame)";
+    throw OutOfMemoryError("out of memory upscaling frame " + std::to_string(frame) + " with " + setting + ", tile_pad " +
+                               std::to_string(tiling_.pad) + " (" + detail.substr(0, detail.find('\n')) + ")",
+                           "lower 'tile' (the node halves it on its own down to " + std::to_string(min_tile) +
+                               "), lower the input resolution, or use precision fp16 on a GPU");
+  }
+
+  std::function<void(int)> before_tile_;
+  StreamDesc in_, out_;
+  std::filesystem::path model_;
+  Architecture architecture_;
+  std::uint64_t parameters_ = 0;
+  std::string device_ = "cpu";
+  at::ScalarType dtype_ = at::kFloat;
+  Tiling tiling_;
+  int pre_pad_ = 0;
+  std::unique_ptr<Network> network_;
+  std::optional<Scaler> outscale_scaler_, alpha_scaler_;
+};
+
+}  // namespace
+
+NodeType esrgan_node_type(std::function<void(int)> before_tile) {
+  return {
+      .name = "upscaler.esrgan",
+      .description = "Real-ESRGAN super-resolution (RRDBNet x4plus/x2plus/anime, SRVGGNetCompact general-x4v3/"
+                     "animevideov3/x4fast) from safetensors, PyTorch or ncnn weights; tiled",
+      .params = {ParamSpec::string("model", "", "Checkpoint path, or a model name looked up in the model folders")
+                     .make_required(),
+                 ParamSpec::integer("tile", 0, "Tile side in input pixels; 0: whole frames; auto: from free memory")
+                     .range(0, 8192)
+                     .or_words({"auto"}),
+                 ParamSpec::integer("tile_pad", 10, "Context pixels around each tile").range(0, 1024),
+                 ParamSpec::integer("pre_pad", 0, "Reflection padding at the right and bottom, cut off after")
+                     .range(0, 1024),
+                 ParamSpec::number("outscale", 0, "Final scale (resampled with libswscale's lanczos); 0: the network's")
+                     .range(0, 16),
+                 ParamSpec::string("device", "auto", "cpu, cuda, cuda:N or auto (CUDA when available)"),
+                 ParamSpec::choice("precision", "fp32", {"fp32", "fp16", "bf16"}, "Compute precision (fp16: GPU only)")},
+      .inputs = {{"in", PortKind::video, "RGB or RGBA frames (alpha is resized with bicubic)"}},
+      .outputs = {{"out", PortKind::video, "Upscaled frames"}},
+      .example_params = {{"model", "realesrgan-x4fast"}, {"tile", 128}},
+      .create = [before_tile] { return std::make_unique<Esrgan>(before_tile); },
+      .detect_model = detect_model,
+  };
+}
+
+}  // namespace reel::sr
