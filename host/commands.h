@@ -25,6 +25,10 @@ int command_plan(const PluginCatalog& catalog, const std::string& graph, const s
 int command_plugins(const PluginCatalog& catalog, bool json);
 int command_describe(const PluginCatalog& catalog, const std::string& type, bool json);
 int command_worker(const PluginCatalog& catalog, const RunOptions& options);
+// `reel models [DIR...]` (default: the model folders) and `reel models convert IN OUT`.
+int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, bool json);
+int command_models_convert(const PluginCatalog& catalog, const std::string& in, const std::string& out,
+                           bool overwrite);
 
 // Parses the graph file, applies --set, then runs it (or only plans it). A file that cannot be
 // parsed comes back as a failed result; never throws.

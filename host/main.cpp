@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "console.h"
 
+#include <reel/weights.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   app.add_option("--log-file", log.file, "Write the log to this file instead of stderr");
+  std::vector<std::string> models_dirs;
+  app.add_option("--models-dir", models_dirs,
+                 "Folder where model names are looked up, before REEL_MODELS_PATH (repeatable)");
 
   RunOptions options;
   std::string max_memory;
@@ -107,6 +111,19 @@ int main(int argc, char** argv) {
   worker_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files by default");
   add_run_options(worker_cmd);
 
+  std::vector<std::string> listed_dirs;
+  CLI::App* models_cmd = app.add_subcommand("models",
+                                            "List the checkpoints in model folders (default: --models-dir and "
+                                            "REEL_MODELS_PATH) with what they hold");
+  models_cmd->add_option("dirs", listed_dirs, "Folders to list");
+  models_cmd->add_flag("--json", json, "Print as JSON");
+  std::string convert_in, convert_out;
+  CLI::App* convert_cmd = models_cmd->add_subcommand(
+      "convert", "Convert a checkpoint (PyTorch, ncnn, safetensors) to one safetensors file with the network's names");
+  convert_cmd->add_option("input", convert_in, "Checkpoint to read")->required();
+  convert_cmd->add_option("output", convert_out, "safetensors file to write")->required();
+  convert_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace an existing output file");
+
   try {
     app.parse(argc, argv);
     if (!max_memory.empty()) options.memory_budget = parse_size(max_memory);
@@ -126,6 +143,7 @@ int main(int argc, char** argv) {
   }
   host::install_signal_handlers();
 
+  weights::set_model_dirs({models_dirs.begin(), models_dirs.end()});
   PluginCatalog catalog;
   for (const auto& dir : plugin_dirs) {
     if (!std::filesystem::is_directory(dir)) spdlog::warn("--plugin-path {} is not a folder; ignored", dir);
@@ -142,5 +160,7 @@ int main(int argc, char** argv) {
   if (*plugins_cmd) return host::command_plugins(catalog, json);
   if (*describe_cmd) return host::command_describe(catalog, type_name, json);
   if (*worker_cmd) return host::command_worker(catalog, options);
+  if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
+  if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
   return 64;
 }

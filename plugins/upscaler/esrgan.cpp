@@ -84,14 +84,21 @@ class Esrgan : public Node {
     if (in_.channels != 3 && in_.channels != 4)
       throw BadInputError("upscaler.esrgan takes RGB or RGBA frames, not " + std::to_string(in_.channels) + " channels");
     model_ = weights::resolve_model(p.string("model"));
-    weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
-    auto architecture = detect(checkpoint);
-    if (!architecture)
-      throw BadInputError("checkpoint " + model_.string() +
-                              " is not a Real-ESRGAN network reel implements (RRDBNet or SRVGGNetCompact)",
-                          "`reel models " + model_.parent_path().string() + "` lists what each checkpoint in that folder holds");
-    architecture_ = *architecture;
-    parameters_ = checkpoint.parameter_count();
+    std::string format = "TorchScript";
+    if (weights::is_torchscript(model_)) {
+      architecture_ = probe_torchscript(model_);
+      parameters_ = 0;
+    } else {
+      weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
+      auto architecture = detect(checkpoint);
+      if (!architecture)
+        throw BadInputError(
+            "checkpoint " + model_.string() + " is not a Real-ESRGAN network reel implements (RRDBNet or SRVGGNetCompact)",
+            "`reel models " + model_.parent_path().string() + "` lists what each checkpoint in that folder holds");
+      architecture_ = *architecture;
+      parameters_ = checkpoint.parameter_count();
+      format = checkpoint.format();
+    }
     device_ = resolve_device(p.string("device"));
     dtype_ = resolve_precision(p.string("precision"), device_);
     tiling_.pad = static_cast<int>(p.integer("tile_pad"));
@@ -117,7 +124,7 @@ class Esrgan : public Node {
       throw InvalidParamError("outscale", "the output would be " + std::to_string(out_.width) + "x" +
                                               std::to_string(out_.height) + ", beyond 32768 pixels per side");
     log(LogLevel::info, "upscaler.esrgan: " + model_.filename().string() + " is " + architecture_.describe() + " (" +
-                            checkpoint.format() + "), on " + device_ + " in " + p.string("precision") + ", tile " +
+                            format + "), on " + device_ + " in " + p.string("precision") + ", tile " +
                             std::to_string(tiling_.tile));
     return {out_};
   }
@@ -130,9 +137,14 @@ class Esrgan : public Node {
 
   void load() override {
     auto start = std::chrono::steady_clock::now();
-    weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
-    auto network = build(architecture_);
-    network->assign(weights::match(checkpoint, network->expected(), architecture_.describe()));
+    std::unique_ptr<Network> network;
+    if (architecture_.kind == Architecture::Kind::torchscript) {
+      network = load_torchscript(model_);
+    } else {
+      weights::Checkpoint checkpoint = weights::open_checkpoint(model_);
+      network = build(architecture_);
+      network->assign(weights::match(checkpoint, network->expected(), architecture_.describe()));
+    }
     network->to(device_, dtype_);
     network_ = std::move(network);
     log(LogLevel::info, "upscaler.esrgan: loaded " + model_.filename().string() + " in " +
@@ -255,6 +267,15 @@ class Esrgan : public Node {
   std::optional<Scaler> outscale_scaler_, alpha_scaler_;
 };
 
+ParamSpec tile_param() {
+  ParamSpec tile = ParamSpec::integer("tile", 0, "Tile side in input pixels; 0: whole frames; auto: the largest that fits "
+                                                 "a quarter of the free memory")
+                       .range(0, 8192)
+                       .or_words({"auto"});
+  tile.default_value = "auto";
+  return tile;
+}
+
 }  // namespace
 
 NodeType esrgan_node_type(std::function<void(int)> before_tile) {
@@ -264,9 +285,7 @@ NodeType esrgan_node_type(std::function<void(int)> before_tile) {
                      "animevideov3/x4fast) from safetensors, PyTorch or ncnn weights; tiled",
       .params = {ParamSpec::string("model", "", "Checkpoint path, or a model name looked up in the model folders")
                      .make_required(),
-                 ParamSpec::integer("tile", 0, "Tile side in input pixels; 0: whole frames; auto: from free memory")
-                     .range(0, 8192)
-                     .or_words({"auto"}),
+                 tile_param(),
                  ParamSpec::integer("tile_pad", 10, "Context pixels around each tile").range(0, 1024),
                  ParamSpec::integer("pre_pad", 0, "Reflection padding at the right and bottom, cut off after")
                      .range(0, 1024),

@@ -2,6 +2,7 @@
 
 #include <reel/error.h>
 
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -12,10 +13,13 @@ namespace reel::sr {
 
 namespace F = torch::nn::functional;
 
-std::string Architecture::name() const { return kind == Kind::rrdbnet ? "RRDBNet" : "SRVGGNetCompact"; }
+std::string Architecture::name() const {
+  return kind == Kind::rrdbnet ? "RRDBNet" : kind == Kind::srvgg ? "SRVGGNetCompact" : "TorchScript module";
+}
 
 std::string Architecture::describe() const {
   std::string text = name() + " x" + std::to_string(scale) + ", ";
+  if (kind == Kind::torchscript) return name() + " x" + std::to_string(scale);
   if (kind == Kind::rrdbnet)
     return text + std::to_string(blocks) + " blocks, " + std::to_string(features) + " features, " +
            std::to_string(grow) + " growth";
@@ -25,6 +29,7 @@ std::string Architecture::describe() const {
 int Architecture::receptive_radius() const {
   // Every 3x3 convolution at input resolution widens the radius by one pixel.
   if (kind == Kind::srvgg) return blocks + 2;
+  if (kind == Kind::torchscript) return 0;  // unknown
   int unshuffle = input_multiple();
   return (1 + blocks * 15 + 1) * unshuffle + 4;  // body at (unshuffled) input resolution, then three convs at 2x, 4x
 }
@@ -34,6 +39,7 @@ double Architecture::working_bytes_per_pixel() const {
   // implementation (bench: reel_bench ... esrgan) with a margin of 25%.
   double s2 = static_cast<double>(scale) * scale;
   if (kind == Kind::srvgg) return 1.25 * 4.0 * (3.0 * features + 2.0 * out_channels * s2);
+  if (kind == Kind::torchscript) return 4.0 * 64 * 4 * s2;  // unknown network: assume a large one
   return 1.25 * 4.0 * (features * 6.0 + 3.0 * features * s2 + out_channels * s2);
 }
 
@@ -222,6 +228,55 @@ std::optional<Architecture> detect_positional(const weights::Checkpoint& checkpo
 
 std::optional<Architecture> detect(const weights::Checkpoint& checkpoint) {
   return checkpoint.keyed() ? detect_keyed(checkpoint) : detect_positional(checkpoint);
+}
+
+namespace {
+
+class TorchScriptNetwork : public Network {
+ public:
+  explicit TorchScriptNetwork(torch::jit::Module module) : module_(std::move(module)) { module_.eval(); }
+  at::Tensor forward(const at::Tensor& x) override { return module_.forward({x}).toTensor(); }
+  weights::Expected expected() const override { return {}; }
+  void assign(const std::vector<std::pair<std::string, at::Tensor>>&) override {}
+  void to(const std::string& device, at::ScalarType dtype) override { module_.to(torch::Device(device), dtype); }
+  std::uint64_t parameter_count() const override {
+    std::uint64_t n = 0;
+    for (const auto& p : module_.parameters()) n += static_cast<std::uint64_t>(p.numel());
+    return n;
+  }
+
+ private:
+  torch::jit::Module module_;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> load_torchscript(const std::filesystem::path& path) {
+  try {
+    return std::make_unique<TorchScriptNetwork>(torch::jit::load(path.string(), torch::kCPU));
+  } catch (const c10::Error& e) {
+    throw BadInputError("TorchScript module " + path.string() + " cannot be loaded: " +
+                        std::string(e.what_without_backtrace()).substr(0, 300));
+  }
+}
+
+Architecture probe_torchscript(const std::filesystem::path& path) {
+  auto network = load_torchscript(path);
+  c10::InferenceMode inference;
+  at::Tensor out;
+  try {
+    out = network->forward(torch::zeros({1, 3, 16, 16}));
+  } catch (const std::exception& e) {
+    throw BadInputError("TorchScript module " + path.string() + " does not take a 1x3xHxW image: " +
+                        std::string(e.what()).substr(0, 300));
+  }
+  if (out.dim() != 4 || out.size(1) != 3 || out.size(2) % 16 != 0 || out.size(2) != out.size(3) || out.size(2) < 16)
+    throw BadInputError("TorchScript module " + path.string() + " turned a 1x3x16x16 image into " +
+                        c10::str(out.sizes()) + ", not 1x3x(16s)x(16s)");
+  Architecture a;
+  a.kind = Architecture::Kind::torchscript;
+  a.scale = static_cast<int>(out.size(2) / 16);
+  return a;
 }
 
 std::unique_ptr<Network> build(const Architecture& architecture) {

@@ -17,13 +17,13 @@
 namespace reel::sr {
 
 struct Architecture {
-  enum class Kind { rrdbnet, srvgg } kind = Kind::rrdbnet;
+  enum class Kind { rrdbnet, srvgg, torchscript } kind = Kind::rrdbnet;
   int in_channels = 3, out_channels = 3, features = 64;
   int blocks = 23;  // RRDBNet: RRDB blocks; SRVGGNetCompact: body convolutions
   int grow = 32;    // RRDBNet only
   int scale = 4;
 
-  std::string name() const;      // "RRDBNet" / "SRVGGNetCompact"
+  std::string name() const;      // "RRDBNet" / "SRVGGNetCompact" / "TorchScript module"
   std::string describe() const;  // "RRDBNet x4, 23 blocks, 64 features, 32 growth"
   // Input pixels beyond a tile's border that change its output: the receptive radius at input
   // resolution. Exact for SRVGGNetCompact; for RRDBNet an upper bound far above what matters.
@@ -51,6 +51,13 @@ class Network {
   virtual std::uint64_t parameter_count() const = 0;
 };
 
+// RRDBNet and SRVGGNetCompact; not TorchScript (see load_torchscript).
 std::unique_ptr<Network> build(const Architecture& architecture);
+
+// A user's TorchScript super-resolution module (N x 3 x H x W in [0, 1] -> N x 3 x sH x sW).
+std::unique_ptr<Network> load_torchscript(const std::filesystem::path& path);
+// Its scale, found by running it once on a 16 x 16 black image on the CPU (the module is loaded
+// and released again: TorchScript records no output size). Throws BadInputError.
+Architecture probe_torchscript(const std::filesystem::path& path);
 
 }  // namespace reel::sr

@@ -26,6 +26,7 @@ struct ZipEntry {
   std::string name;
   const std::uint8_t* data = nullptr;
   std::uint64_t size = 0;
+  bool compressed = false;  // torch.save stores every entry; a compressed one is refused when read
 };
 
 class Zip {
@@ -33,8 +34,13 @@ class Zip {
   explicit Zip(std::shared_ptr<MappedFile> file) : file_(std::move(file)) { read_directory(); }
   const std::vector<ZipEntry>& entries() const { return entries_; }
   const ZipEntry* find(const std::string& name) const {
-    for (const auto& e : entries_)
-      if (e.name == name) return &e;
+    if (auto it = index_.find(name); it != index_.end()) {
+      const ZipEntry& e = entries_[it->second];
+      if (e.compressed)
+        refuse(file_->path(), "zip entry '" + name + "' is compressed; torch.save stores entries uncompressed",
+               "re-save it with torch.save");
+      return &e;
+    }
     return nullptr;
   }
   const std::shared_ptr<MappedFile>& file() const { return file_; }
@@ -84,19 +90,18 @@ class Zip {
         }
         e += 4 + len;
       }
-      if (method != 0)
-        refuse(file_->path(), "zip entry '" + name + "' is compressed; torch.save stores entries uncompressed",
-               "re-save it with torch.save");
       if (u(local, 4) != 0x04034b50) bad("broken local header of '" + name + "'");
       std::uint64_t data = local + 30 + u(local + 26, 2) + u(local + 28, 2);
-      if (data > size || plain > size - data || compressed != plain) bad("entry '" + name + "' lies past the end");
-      entries_.push_back({name, file_->data() + data, plain});
+      if (data > size || compressed > size - data) bad("entry '" + name + "' lies past the end");
+      index_.emplace(name, entries_.size());
+      entries_.push_back({name, file_->data() + data, compressed, method != 0});
       at += 46 + name_len + extra_len + comment_len;
     }
   }
 
   std::shared_ptr<MappedFile> file_;
   std::vector<ZipEntry> entries_;
+  std::map<std::string, std::size_t> index_;
 };
 
 // ---- values of the restricted unpickler ----
