@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <gtest/gtest.h>
+#include <cstdlib>
 
 namespace fs = std::filesystem;
 
@@ -105,5 +107,18 @@ int last_line_of(const std::vector<std::string>& lines, const std::string& id) {
 std::uint64_t rss_bytes() { return host_rss_bytes(); }
 
 void write_file(const fs::path& file, const std::string& text) { std::ofstream(file) << text; }
+
+fs::path shared_dir() {
+  if (const char* env = std::getenv("REEL_SHARED_DIR")) return fs::path(env);
+  fs::path beside = fs::path(REEL_SOURCE_DIR).parent_path() / "shared";
+  return fs::is_directory(beside) ? beside : fs::path();
+}
+
+void python_fixture(const std::string& arguments) {
+  std::string command =
+      "/usr/bin/python3 " + (fs::path(REEL_SOURCE_DIR) / "tests/fixtures/checkpoints.py").string() + " " + arguments;
+  int status = std::system(command.c_str());
+  ASSERT_EQ(status, 0) << command;
+}
 
 }  // namespace reel::test

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -40,6 +41,21 @@ int count_lines(const std::vector<std::string>& lines, const std::string& line);
 int last_line_of(const std::vector<std::string>& lines, const std::string& id);
 
 std::uint64_t rss_bytes();
+
+// The shared ground truth (real weights and reference outputs): $REEL_SHARED_DIR, or the folder
+// `shared` beside the source tree. Empty when absent; tests that need it then skip, loudly.
+std::filesystem::path shared_dir();
+#define REEL_REQUIRE_SHARED(relative)                                                                  \
+  do {                                                                                                 \
+    if (::reel::test::shared_dir().empty() || !std::filesystem::exists(::reel::test::shared_dir() / (relative))) { \
+      std::fprintf(stderr, "\n*** SKIPPED: %s is missing: set REEL_SHARED_DIR ***\n\n", relative);   \
+      GTEST_SKIP() << relative << " is missing";                                                       \
+    }                                                                                                  \
+  } while (0)
+
+// Runs tests/fixtures/checkpoints.py (Debian's python3-torch) with `arguments`; fails the test on
+// a non-zero exit.
+void python_fixture(const std::string& arguments);
 void write_file(const std::filesystem::path& file, const std::string& text);
 
 }  // namespace reel::test
