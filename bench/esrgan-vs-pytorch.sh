@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # reel's Real-ESRGAN networks against the same networks and weights in PyTorch's Python API
 # (Debian's python3-torch), side by side in one run, same threads, same input, same tiling.
-#   bench/esrgan-vs-pytorch.sh MODELS_DIR [REPEATS]
+# "as shipped": what upscaler.esrgan does on the CPU (channels-last input, reel's fixed glibc mmap
+# threshold); "like for like": NCHW and glibc's default allocator on both sides, whose float
+# outputs are compared.
+#   bench/esrgan-vs-pytorch.sh MODELS_DIR [REPEATS]   (REEL_BENCH_MODELS="realesrgan-x4fast" for one model)
 # MODELS_DIR holds realesrgan-x4fast.param/.bin and realesrgan-x4plus.param/.bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +16,9 @@ trap 'rm -rf "$work"' EXIT
 
 median() { grep '^median' | awk '{print $2}'; }
 
-printf '| model | input | tile | reel (s/frame) | PyTorch (s/frame) | reel / PyTorch | max abs diff |\n'
-printf '|---|---|---|---|---|---|---|\n'
-for name in realesrgan-x4fast realesrgan-x4plus; do
+printf '| model | input | tile | reel as shipped | reel, NCHW, glibc default | PyTorch NCHW | PyTorch channels-last | shipped / PyTorch NCHW | like for like | max abs diff |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
+for name in ${REEL_BENCH_MODELS:-realesrgan-x4fast realesrgan-x4plus}; do
   build/bin/reel models convert "$models/$name.param" "$work/$name.safetensors" 2>/dev/null
   /usr/bin/python3 tests/fixtures/checkpoints.py from-safetensors "$work/$name.safetensors" "$work/$name.pth"
   for size in "320 180" "720 480"; do
@@ -25,14 +28,16 @@ for name in realesrgan-x4fast realesrgan-x4plus; do
     [ "$name" = realesrgan-x4plus ] && tile=128
     reps=$repeats
     [ "$name" = realesrgan-x4plus ] && [ "$1" = 720 ] && reps=1
-    reel=$(build/bin/reel_esrgan_bench "$models/$name.param" "$1" "$2" "$reps" --tile $tile --threads "$threads" \
-             --dump "$work/out.f32")
-    torch=$(/usr/bin/python3 bench/esrgan_pytorch.py "$work/$name.pth" "$1" "$2" "$reps" --tile $tile \
-              --threads "$threads" --compare "$work/out.f32")
-    r=$(echo "$reel" | median)
-    t=$(echo "$torch" | median)
-    diff=$(echo "$torch" | grep '^max abs' | awk '{print $NF}')
-    printf '| %s | %sx%s | %s | %s | %s | %s | %s |\n' "$name" "$1" "$2" "$tile" "$r" "$t" \
-      "$(awk -v r="$r" -v t="$t" 'BEGIN { printf "%.2f", r / t }')" "$diff"
+    run_reel() { build/bin/reel_esrgan_bench "$models/$name.param" "$1" "$2" "$reps" --tile $tile --threads "$threads" "${@:3}"; }
+    run_torch() { /usr/bin/python3 bench/esrgan_pytorch.py "$work/$name.pth" "$1" "$2" "$reps" --tile $tile --threads "$threads" "${@:3}"; }
+    shipped=$(run_reel "$1" "$2" --channels-last | median)
+    plain=$(run_reel "$1" "$2" --glibc-default --dump "$work/out.f32" | median)
+    torch_out=$(run_torch "$1" "$2" --compare "$work/out.f32")
+    torch=$(echo "$torch_out" | median)
+    torch_cl=$(run_torch "$1" "$2" --channels-last | median)
+    diff=$(echo "$torch_out" | grep '^max abs' | awk '{print $NF}')
+    ratio() { awk -v r="$1" -v t="$2" 'BEGIN { printf "%.2f", r / t }'; }
+    printf '| %s | %sx%s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$1" "$2" "$tile" "$shipped" "$plain" \
+      "$torch" "$torch_cl" "$(ratio "$shipped" "$torch")" "$(ratio "$plain" "$torch")" "$diff"
   done
 done

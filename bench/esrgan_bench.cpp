@@ -3,11 +3,13 @@
 // bench/esrgan-vs-pytorch.sh.
 //
 //   reel_esrgan_bench CHECKPOINT WIDTH HEIGHT REPEATS [--tile T --tile-pad P] [--threads N]
-//                     [--channels-last] [--dump OUT.f32]
+//                     [--channels-last] [--glibc-default] [--dump OUT.f32]
 // Prints one line per forward pass ("seconds S") and the median. The input is a deterministic
 // pattern shared with the Python side; --dump writes the float output (C x H x W, little-endian).
 #include "networks.h"
 #include "tiler.h"
+
+#include <reel/runtime/memory.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -33,7 +35,7 @@ int main(int argc, char** argv) {
   const int width = std::stoi(argv[2]), height = std::stoi(argv[3]), repeats = std::stoi(argv[4]);
   sr::Tiling tiling{0, 10, 1};
   std::string dump;
-  bool channels_last = false;
+  bool channels_last = false, glibc_default = false;
   for (int i = 5; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tile") tiling.tile = std::stoi(argv[++i]);
@@ -41,7 +43,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads") at::set_num_threads(std::stoi(argv[++i]));
     else if (a == "--channels-last") channels_last = true;
     else if (a == "--dump") dump = argv[++i];
+    else if (a == "--glibc-default") glibc_default = true;
   }
+  // As in `reel`, unless asked to measure glibc's own behaviour.
+  if (!glibc_default) configure_host_allocator();
   c10::InferenceMode inference;
   auto checkpoint = weights::open_checkpoint(path);
   auto architecture = sr::detect(checkpoint);

@@ -2,7 +2,7 @@
 """The speed reference for reel_esrgan_bench: the same networks and weights in PyTorch's Python API.
 
   esrgan_pytorch.py CHECKPOINT.pth WIDTH HEIGHT REPEATS [--tile T --tile-pad P] [--threads N]
-                    [--compare REEL_OUTPUT.f32]
+                    [--channels-last] [--compare REEL_OUTPUT.f32]
 Same input formula, same tiling rule; prints "seconds S" per pass and the median, and with
 --compare the largest absolute difference from reel's float output.
 """
@@ -107,6 +107,7 @@ def main():
     p.add_argument("--tile", type=int, default=0)
     p.add_argument("--tile-pad", type=int, default=10)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compare")
     a = p.parse_args()
     if a.threads:
@@ -119,6 +120,8 @@ def main():
     xx = torch.arange(a.width, dtype=torch.float32).view(1, 1, 1, -1)
     cc = torch.arange(3, dtype=torch.float32).view(1, 3, 1, 1)
     x = (torch.sin(xx * 0.05 + cc) * torch.cos(yy * 0.07 - cc) * 0.5 + 0.5).contiguous()
+    if a.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     seconds = []
     with torch.inference_mode():
         for _ in range(a.repeats):

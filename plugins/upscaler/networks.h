@@ -30,7 +30,7 @@ struct Architecture {
   int receptive_radius() const;
   // How many pixels the input must be a multiple of (pixel unshuffle of the x2 and x1 RRDBNet).
   int input_multiple() const { return kind == Kind::rrdbnet ? 4 / scale : 1; }
-  // Peak working bytes per input pixel of one fp32 forward pass (measured; see docs/models.md).
+  // Peak working bytes per input pixel of one fp32 forward pass (from measured peaks).
   double working_bytes_per_pixel() const;
 };
 

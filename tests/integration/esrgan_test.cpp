@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -286,4 +287,65 @@ TEST(EsrganGraph, TheExampleGraphUpscalesAVideoFrameForFrame) {
   EXPECT_EQ(probe["width"], 192);
   EXPECT_EQ(probe["height"], 128);
   EXPECT_EQ(probe["nb_read_frames"], "7");
+}
+
+namespace {
+
+at::Tensor read_floats(const fs::path& file, std::vector<std::int64_t> shape) {
+  at::Tensor t = at::empty(shape, at::kFloat);
+  std::ifstream(file, std::ios::binary).read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  return t;
+}
+
+}  // namespace
+
+// Small networks with the published architecture and key names and random weights, written by
+// torch.save with PyTorch's own output: the x2 and x1 RRDBNet variants (pixel-unshuffle) and an
+// SRVGGNetCompact of another depth load and compute the same.
+class EsrganTinyModels : public testing::TestWithParam<std::string> {};
+
+TEST_P(EsrganTinyModels, MatchPyTorchOnTheSameCheckpoint) {
+  c10::InferenceMode inference;
+  fs::path file = test::temp_dir("tiny") / "model.pth";
+  test::python_fixture(GetParam() + " " + file.string());
+  sr::Architecture a;
+  auto network = network_from(file, &a);
+  at::Tensor x = read_floats(file.string() + ".in", {1, 3, 12, 16});
+  at::Tensor want = read_floats(file.string() + ".out", {1, 3, 12 * a.scale, 16 * a.scale});
+  at::Tensor got = network->forward(x);
+  ASSERT_EQ(got.sizes(), want.sizes()) << a.describe();
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-4) << a.describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, EsrganTinyModels,
+                         testing::Values("tiny-rrdbnet 4", "tiny-rrdbnet 2", "tiny-rrdbnet 1", "tiny-srvgg"));
+
+TEST(EsrganNode, PadsOddSizesForPixelUnshuffleNetworks) {
+  fs::path file = test::temp_dir("tiny") / "x2.pth";
+  test::python_fixture("tiny-rrdbnet 2 " + file.string());
+  at::Tensor odd = at::randint(0, 256, {3, 9, 13}, at::kByte);
+  auto out = upscale(esrgan(), {odd}, {{"model", file.string()}, {"tile", 0}});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].sizes(), (std::vector<std::int64_t>{3, 18, 26}));
+}
+
+TEST(EsrganNode, RunsATorchScriptModule) {
+  fs::path file = test::temp_dir("ts") / "upsample.pt";
+  test::python_fixture("torchscript " + file.string());  // nearest x2
+  at::Tensor image = at::randint(0, 256, {3, 10, 14}, at::kByte);
+  auto out = upscale(esrgan(), {image}, {{"model", file.string()}});
+  ASSERT_EQ(out.size(), 1u);
+  at::Tensor expected = image.repeat_interleave(2, 1).repeat_interleave(2, 2);
+  EXPECT_TRUE(at::equal(out[0], expected));
+}
+
+TEST(EsrganNode, Bf16OnTheCpuStaysCloseToFp32) {
+  REEL_REQUIRE_SHARED("models/realesrgan/realesrgan-x4fast.param");
+  at::Tensor input = read_image(reference("in.png"));
+  json params{{"model", model("realesrgan-x4fast").string()}};
+  at::Tensor fp32 = upscale(esrgan(), {input}, params).at(0);
+  params["precision"] = "bf16";
+  double psnr = test::psnr(upscale(esrgan(), {input}, params).at(0), fp32);
+  std::printf("x4fast bf16 vs fp32: %.1f dB\n", psnr);
+  EXPECT_GT(psnr, 30.0);
 }

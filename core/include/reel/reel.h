@@ -2,6 +2,7 @@
 // Everything a plugin needs: #include <reel/reel.h>
 #include <reel/error.h>
 #include <reel/frame.h>
+#include <reel/host_memory.h>
 #include <reel/log.h>
 #include <reel/node.h>
 #include <reel/output_file.h>

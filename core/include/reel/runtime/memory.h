@@ -1,6 +1,8 @@
 #pragma once
 // Memory measurement and release, for the host heap and (when built with CUDA) the GPU.
 
+#include <reel/host_memory.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,7 +17,6 @@ struct MemorySnapshot {
 
 MemorySnapshot sample_memory();
 std::uint64_t host_rss_bytes();
-std::uint64_t host_available_bytes();  // MemAvailable from /proc/meminfo
 // Makes glibc return large blocks (frames) to the system as soon as they are freed. Without it,
 // glibc's dynamic mmap threshold rises after the first large free and frame buffers pile up in
 // the heap, so RSS would grow with video length. Called by the executor; idempotent.
