@@ -349,3 +349,62 @@ TEST(EsrganNode, Bf16OnTheCpuStaysCloseToFp32) {
   std::printf("x4fast bf16 vs fp32: %.1f dB\n", psnr);
   EXPECT_GT(psnr, 30.0);
 }
+
+TEST(EsrganNode, ACheckpointMissingTensorsFailsAtLoadNamingThem) {
+  // Looks like RRDBNet (one block) by its first keys, but most tensors are absent.
+  fs::path file = test::temp_dir() / "partial.safetensors";
+  weights::save_safetensors(file,
+                            {{"params_ema.conv_first.weight", at::zeros({8, 3, 3, 3})},
+                             {"params_ema.body.0.rdb1.conv1.weight", at::zeros({4, 8, 3, 3})},
+                             {"params_ema.conv_last.weight", at::zeros({3, 8, 3, 3})}},
+                            false);
+  json graph = test::graph_json(json::array(
+      {{{"id", "src"}, {"type", "generator.pattern"}, {"params", {{"frames", 2}, {"width", 16}, {"height", 16}}}},
+       {{"id", "up"},
+        {"type", "upscaler.esrgan"},
+        {"inputs", {{"in", "src.out"}}},
+        {"params", {{"model", file.string()}, {"device", "cpu"}}}},
+       {{"id", "sink"}, {"type", "test.sink"}, {"inputs", {{"in", "up.out"}}}}}));
+  RunResult r = test::run(graph);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::bad_input);
+  EXPECT_EQ(r.failure->phase, Phase::load);
+  const std::string message = r.failure->user_message();
+  EXPECT_NE(message.find("does not match RRDBNet x4, 1 blocks"), std::string::npos) << message;
+  EXPECT_NE(message.find("missing"), std::string::npos) << message;
+  EXPECT_NE(message.find("conv_first.bias"), std::string::npos) << message;
+}
+
+TEST(ReelModelsCommand, ListsConvertsAndRefusesByName) {
+  REEL_REQUIRE_SHARED("models/realesrgan/realesrgan-x4fast.param");
+  const std::string reel = REEL_EXECUTABLE;
+  std::string out;
+  ASSERT_EQ(test::shell(reel + " models " + (test::shared_dir() / "models/realesrgan").string() + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("RRDBNet x4, 23 blocks, 64 features, 32 growth, 16.70M parameters (ncnn), run with upscaler.esrgan"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("SRVGGNetCompact x4, 32 convs, 64 features, PReLU, 1.21M parameters (ncnn)"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find(".bin"), std::string::npos) << "an ncnn model is listed once, by its .param";
+
+  fs::path dir = test::temp_dir("models-cli");
+  fs::path converted = dir / "x4fast.safetensors";
+  ASSERT_EQ(test::shell(reel + " models convert " + model("realesrgan-x4fast").string() + " " + converted.string() +
+                        " 2>&1"),
+            0);
+  auto names = weights::normalized_names(weights::open_checkpoint(converted));
+  EXPECT_EQ(names.size(), 101u);
+  EXPECT_EQ(names.front(), "body.0.weight");
+  EXPECT_EQ(names.back(), "body.66.bias");
+  // Never replaced without --overwrite (exit 74, I/O).
+  EXPECT_EQ(test::shell(reel + " models convert " + model("realesrgan-x4fast").string() + " " + converted.string() +
+                        " 2>&1", &out),
+            74)
+      << out;
+  fs::path evil = dir / "evil.pth";
+  test::python_fixture("evil " + evil.string());
+  EXPECT_EQ(test::shell(reel + " models convert " + evil.string() + " " + (dir / "e.safetensors").string() + " 2>&1", &out),
+            66);
+  EXPECT_NE(out.find("posix.system"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "e.safetensors"));
+}
