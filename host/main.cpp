@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
 
   std::string plan_graph_file;
   bool json = false;
-  CLI::App* plan_cmd = app.add_subcommand("plan", "Show negotiated streams and memory estimates; loads no model");
+  CLI::App* plan_cmd = app.add_subcommand("plan", "Show negotiated streams and memory estimates; loads no model (a TorchScript module is probed once for its scale)");
   plan_cmd->add_option("graph", plan_graph_file, "Graph file")->required();
   plan_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)");
   plan_cmd->add_flag("--json", json, "Print the plan as JSON");

@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <map>
-#include <regex>
 
 namespace reel::sr {
 
