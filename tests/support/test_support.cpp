@@ -109,7 +109,7 @@ std::uint64_t rss_bytes() { return host_rss_bytes(); }
 void write_file(const fs::path& file, const std::string& text) { std::ofstream(file) << text; }
 
 fs::path shared_dir() {
-  if (const char* env = std::getenv("REEL_SHARED_DIR")) return fs::path(env);
+  if (const char* env = std::getenv("REEL_SHARED_DIR")) return fs::is_directory(env) ? fs::path(env) : fs::path();
   fs::path beside = fs::path(REEL_SOURCE_DIR).parent_path() / "shared";
   return fs::is_directory(beside) ? beside : fs::path();
 }
