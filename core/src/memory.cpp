@@ -1,5 +1,7 @@
 #include <reel/runtime/memory.h>
 
+#include "host_tensor_cache.h"
+
 #include <malloc.h>
 #include <unistd.h>
 
@@ -68,6 +70,9 @@ void configure_host_allocator() noexcept {
     // A fixed threshold also turns off the dynamic adjustment. 1 MiB: a 640x360 RGB frame and
     // anything larger is mmapped and unmapped on free; small allocations stay in the heap.
     ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    // ...and, so that a network's forward pass does not fault in fresh pages for every layer,
+    // large tensor blocks are reused through a cache emptied with the other caches.
+    install_host_tensor_cache();
   });
 }
 
@@ -79,6 +84,7 @@ void release_cached_memory() noexcept {
     // A broken device cannot stop the host heap from being trimmed.
   }
 #endif
+  empty_host_tensor_cache();
   ::malloc_trim(0);
 }
 
