@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # reel's Real-ESRGAN networks against the same networks and weights in PyTorch's Python API
 # (Debian's python3-torch), side by side in one run, same threads, same input, same tiling.
-# "as shipped": what upscaler.esrgan does on the CPU (channels-last input, reel's fixed glibc mmap
-# threshold); "like for like": NCHW and glibc's default allocator on both sides, whose float
-# outputs are compared.
+# "as shipped": what upscaler.esrgan does on the CPU (channels-last input, reel's allocator set-up:
+# fixed glibc mmap threshold and the host tensor cache); "like for like": NCHW and the default
+# allocators on both sides, whose float outputs are compared.
 #   bench/esrgan-vs-pytorch.sh MODELS_DIR [REPEATS]   (REEL_BENCH_MODELS="realesrgan-x4fast" for one model)
 # MODELS_DIR holds realesrgan-x4fast.param/.bin and realesrgan-x4plus.param/.bin.
 set -euo pipefail

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     else if (a == "--dump") dump = argv[++i];
     else if (a == "--glibc-default") glibc_default = true;
   }
-  // As in `reel`, unless asked to measure glibc's own behaviour.
+  // As in `reel` (fixed mmap threshold, tensor cache), unless asked for glibc and libtorch defaults.
   if (!glibc_default) configure_host_allocator();
   c10::InferenceMode inference;
   auto checkpoint = weights::open_checkpoint(path);
