@@ -124,6 +124,10 @@ TEST(SafetensorsTest, RefusesHeadersThatLieByName) {
                         R"({"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904],"data_offsets":[0,8]}})", 8))
                 .find("tensor 'w'"),
             std::string::npos);
+  // 2^61 elements of 8 bytes: a size that wraps to 0 in 64 bits must not match 0 data bytes.
+  EXPECT_NE(refusal(safetensors_with_header(R"({"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8))
+                .find("tensor 'w'"),
+            std::string::npos);
   EXPECT_NE(refusal(safetensors_with_header(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8))
                 .find("tensor 'w'"),
             std::string::npos);
@@ -182,6 +186,12 @@ TEST(PyTorchCheckpointTest, RefusesAForeignGlobalAndRunsNothing) {
   std::string message = refusal(file);
   EXPECT_NE(message.find("global 'posix.system'"), std::string::npos) << message;
   EXPECT_FALSE(fs::exists(file.string() + ".pwned"));
+}
+
+TEST(PyTorchCheckpointTest, RefusesDeepNestingWithoutOverflowingTheStack) {
+  fs::path file = test::temp_dir() / "deep.pth";
+  test::python_fixture("deep " + file.string());
+  EXPECT_NE(refusal(file).find("deeper than 32 levels"), std::string::npos);
 }
 
 TEST(PyTorchCheckpointTest, RefusesTheLegacyFormatSayingHowToResave) {

@@ -135,7 +135,9 @@ std::shared_ptr<const Checkpoint::Source> open_ncnn(const fs::path& param, const
       if (layer.type == "Convolution") {
         long out = layer.integer(0, 0), kw = layer.integer(1, 0), kh = layer.integer(11, kw);
         long weights = layer.integer(6, 0);
-        if (out <= 0 || kw <= 0 || kh <= 0 || weights <= 0 || weights % (out * kw * kh) != 0)
+        constexpr long limit = 1L << 30;  // far beyond any real layer; keeps the products below in range
+        if (out <= 0 || kw <= 0 || kh <= 0 || weights <= 0 || out > limit || kw > 64 || kh > 64 || weights > limit ||
+            weights % (out * kw * kh) != 0)
           refuse(param, origin + " has inconsistent sizes (0=" + std::to_string(out) + " 1=" + std::to_string(kw) +
                             " 6=" + std::to_string(weights) + ")");
         std::vector<std::int64_t> shape{out, weights / (out * kw * kh), kh, kw};
@@ -158,7 +160,7 @@ std::shared_ptr<const Checkpoint::Source> open_ncnn(const fs::path& param, const
         if (layer.integer(5, 0)) raw(".bias", {out});
       } else if (layer.type == "PReLU") {
         long slopes = layer.integer(0, 0);
-        if (slopes <= 0) refuse(param, origin + " has no slopes");
+        if (slopes <= 0 || slopes > (1L << 30)) refuse(param, origin + " has an invalid slope count");
         raw(".weight", {slopes});
       } else if (!weightless_layers().count(layer.type)) {
         refuse(param, origin + " is a layer type reel does not map to its networks",

@@ -47,7 +47,8 @@ class Zip {
 
  private:
   std::uint64_t u(std::uint64_t at, int bytes) const {
-    if (at + bytes > file_->size()) bad("a zip record lies past the end of the file");
+    if (at > file_->size() || static_cast<std::uint64_t>(bytes) > file_->size() - at)
+      bad("a zip record lies past the end of the file");
     std::uint64_t v = 0;
     for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | file_->data()[at + i];
     return v;
@@ -136,7 +137,33 @@ struct Value {
   std::variant<std::monostate, bool, std::int64_t, double, std::string, Bytes, Tuple, List, Dict, Global, StorageRef,
                TensorRef, Mark>
       v;
+  // Iterative: a hostile pickle can nest a million lists, whose recursive destruction would
+  // overflow the stack.
+  ~Value();
 };
+
+void take_children(Value& value, std::vector<ValuePtr>& into) {
+  if (auto* list = std::get_if<List>(&value.v)) {
+    for (auto& item : *list) into.push_back(std::move(item));
+    list->clear();
+  } else if (auto* tuple = std::get_if<Tuple>(&value.v)) {
+    for (auto& item : tuple->items) into.push_back(std::move(item));
+    tuple->items.clear();
+  } else if (auto* dict = std::get_if<Dict>(&value.v)) {
+    for (auto& [key, item] : *dict) into.push_back(std::move(key)), into.push_back(std::move(item));
+    dict->clear();
+  }
+}
+
+Value::~Value() {
+  std::vector<ValuePtr> pending;
+  take_children(*this, pending);
+  while (!pending.empty()) {
+    ValuePtr next = std::move(pending.back());
+    pending.pop_back();
+    if (next && next.use_count() == 1) take_children(*next, pending);
+  }
+}
 
 ValuePtr make(auto x) { return std::make_shared<Value>(Value{std::move(x)}); }
 
@@ -454,9 +481,11 @@ void flatten(const Zip& zip, const std::string& prefix, PyTorchSource& source, c
     refuse(source.path, "tensor '" + name + "' has an invalid size or stride");
   std::int64_t last = t->offset;
   bool empty = checked_numel(t->size) == 0;
-  for (std::size_t d = 0; d < t->size.size(); ++d) {
-    if (t->stride[d] < 0) refuse(source.path, "tensor '" + name + "' has a negative stride");
-    last += (t->size[d] - 1) * t->stride[d];
+  for (std::size_t d = 0; d < t->size.size() && !empty; ++d) {
+    std::int64_t step = 0;
+    if (t->stride[d] < 0 || __builtin_mul_overflow(t->size[d] - 1, t->stride[d], &step) ||
+        __builtin_add_overflow(last, step, &last))
+      refuse(source.path, "tensor '" + name + "' has a stride that reaches outside any storage");
   }
   if (!empty && last >= available)
     refuse(source.path, "tensor '" + name + "' " + shape_text(t->size) + " reaches element " + std::to_string(last) +

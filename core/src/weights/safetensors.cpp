@@ -183,7 +183,8 @@ std::shared_ptr<const Checkpoint::Source> open_safetensors(const fs::path& path)
       bad("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] lie outside the " +
           std::to_string(data_size) + " data bytes");
     std::int64_t numel = checked_numel(shape);
-    if (numel < 0 || static_cast<std::uint64_t>(numel) * type->bytes != end - begin)
+    // Compared by division: numel * bytes could wrap around 2^64.
+    if (numel < 0 || (end - begin) % type->bytes != 0 || static_cast<std::uint64_t>(numel) != (end - begin) / type->bytes)
       bad("shape " + shape_text(shape) + " of " + info["dtype"].get<std::string>() + " needs a different size than its " +
           std::to_string(end - begin) + " bytes");
     placed.push_back({begin, end, name});
