@@ -33,7 +33,8 @@ bool is_checkpoint_file(const fs::path& file) {
   const auto& extensions = weights::checkpoint_extensions();
   if (std::find(extensions.begin(), extensions.end(), file.extension().string()) == extensions.end()) return false;
   // An ncnn model is listed once, by its .param.
-  if (file.extension() == ".bin" && fs::exists(fs::path(file).replace_extension(".param"))) return false;
+  std::error_code ec;
+  if (file.extension() == ".bin" && fs::exists(fs::path(file).replace_extension(".param"), ec)) return false;
   return true;
 }
 
@@ -73,7 +74,7 @@ int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, 
     }
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(dir, ec))
-      if (entry.is_regular_file() && is_checkpoint_file(entry.path())) files.push_back(entry.path());
+      if (entry.is_regular_file(ec) && is_checkpoint_file(entry.path())) files.push_back(entry.path());
     std::sort(files.begin(), files.end());
     if (!json) std::printf("%s\n", dir.c_str());
     for (const auto& file : files) {
@@ -109,7 +110,7 @@ int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, 
       }
     }
   }
-  if (json) std::printf("%s\n", list.dump(2).c_str());
+  if (json) std::printf("%s\n", list.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return code;
 }
 

@@ -35,12 +35,12 @@ class Cache {
     void* block = it->second;
     free_.erase(it);
     cached_bytes_ -= size;
-    live_.emplace(block, size);
+    live_.insert_or_assign(block, size);
     return block;
   }
   void track(void* block, std::size_t size) {
     std::lock_guard lock(mutex_);
-    live_.emplace(block, size);
+    live_.insert_or_assign(block, size);
   }
   // Frees `block` now, or keeps it for the next allocation of its size.
   void give_back(void* block) {
@@ -88,7 +88,12 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::DataPtr allocate(std::size_t size) const override {
     void* block = size >= kMinCachedBlock ? cache().take(size) : nullptr;
     if (!block) {
-      block = c10::alloc_cpu(size);
+      try {
+        block = c10::alloc_cpu(size);
+      } catch (const c10::Error&) {
+        cache().empty();  // blocks of other sizes may be what is missing
+        block = c10::alloc_cpu(size);
+      }
       if (size >= kMinCachedBlock) cache().track(block, size);
     }
     return {block, block, &release_block, c10::Device(c10::DeviceType::CPU)};

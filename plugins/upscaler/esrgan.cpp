@@ -150,7 +150,10 @@ class Esrgan : public Node {
       if (in_.channels == 4) rgb = at::cat({rgb, resize_alpha(image.narrow(0, 3, 1))}, 0);
       out.emit(std::move(rgb));
     } catch (const c10::Error& e) {
-      if (std::string(e.what_without_backtrace()).find("out of memory") == std::string::npos) throw;
+      const std::string text = e.what_without_backtrace();
+      // CUDA says "out of memory"; libtorch's CPU allocator "can't allocate memory".
+      if (text.find("out of memory") == std::string::npos && text.find("can't allocate memory") == std::string::npos)
+        throw;
       throw_out_of_memory(frame.index, tile, e.what_without_backtrace());
     } catch (const std::bad_alloc& e) {
       throw_out_of_memory(frame.index, tile, e.what());
@@ -205,12 +208,13 @@ class Esrgan : public Node {
     at::Tensor x = rgb.to(device_).unsqueeze(0).to(dtype_).div_(255);
     // Real-ESRGAN's pre_pad (reflection at the right and bottom), then up to the multiple the
     // network needs; both are cut off the output again.
-    const int pad_w = pre_pad_ + (m - (in_.width + pre_pad_) % m) % m;
-    const int pad_h = pre_pad_ + (m - (in_.height + pre_pad_) % m) % m;
-    if (pad_w > 0 || pad_h > 0) {
-      const bool reflect = pad_w < in_.width && pad_h < in_.height;
-      x = reflect ? at::reflection_pad2d(x, {0, pad_w, 0, pad_h}) : at::replication_pad2d(x, {0, pad_w, 0, pad_h});
-    }
+    auto pad = [](at::Tensor t, int right, int bottom) {
+      if (right == 0 && bottom == 0) return t;
+      const bool reflect = right < t.size(3) && bottom < t.size(2);  // reflection needs more pixels than padding
+      return reflect ? at::reflection_pad2d(t, {0, right, 0, bottom}) : at::replication_pad2d(t, {0, right, 0, bottom});
+    };
+    x = pad(x, pre_pad_, pre_pad_);
+    x = pad(x, (m - x.size(3) % m) % m, (m - x.size(2) % m) % m);
     // On the CPU, channels-last input makes libtorch's convolutions 18% (RRDBNet) to 30%
     // (SRVGGNetCompact) faster (docs/benchmarks.md); outputs move by at most ~1e-4.
     if (device_ == "cpu") x = x.contiguous(at::MemoryFormat::ChannelsLast);

@@ -159,6 +159,17 @@ int square_root(std::int64_t n) {
   return r * r == n ? r : 0;
 }
 
+// Real checkpoints use 64 features, 32 growth, up to 23 blocks and 32 convolutions; the bounds
+// keep a crafted file from making `build` allocate an absurd network.
+std::optional<Architecture> plausible(const Architecture& a) {
+  const bool rgb = a.in_channels == 3 && a.out_channels == 3;
+  const bool sized = a.features > 0 && a.features <= 256 && a.blocks >= 0 && a.blocks <= 64 &&
+                     (a.kind != Architecture::Kind::rrdbnet || (a.grow > 0 && a.grow <= 128 && a.blocks >= 1)) &&
+                     a.scale >= 1 && a.scale <= 8;
+  if (rgb && sized) return a;
+  return std::nullopt;
+}
+
 std::optional<Architecture> detect_keyed(const weights::Checkpoint& checkpoint) {
   std::map<std::string, std::vector<std::int64_t>> shapes;
   auto names = weights::normalized_names(checkpoint);
@@ -174,23 +185,27 @@ std::optional<Architecture> detect_keyed(const weights::Checkpoint& checkpoint) 
     a.grow = static_cast<int>(shape("body.0.rdb1.conv1.weight")[0]);
     std::int64_t in = shape("conv_first.weight")[1];
     a.in_channels = a.out_channels;
-    a.scale = in == a.in_channels ? 4 : in == a.in_channels * 4 ? 2 : in == a.in_channels * 16 ? 1 : 0;
+    a.scale = a.in_channels <= 0                ? 0
+              : in == a.in_channels           ? 4
+              : in == a.in_channels * 4       ? 2
+              : in == a.in_channels * 16      ? 1
+                                              : 0;
     if (a.scale == 0) return std::nullopt;
     a.blocks = 0;
-    while (shapes.count("body." + std::to_string(a.blocks) + ".rdb1.conv1.weight")) ++a.blocks;
-    return a;
+    while (a.blocks < 1000 && shapes.count("body." + std::to_string(a.blocks) + ".rdb1.conv1.weight")) ++a.blocks;
+    return plausible(a);
   }
   if (shape("body.0.weight").size() == 4 && shape("body.1.weight").size() == 1) {
     a.kind = Architecture::Kind::srvgg;
-    a.in_channels = static_cast<int>(shape("body.0.weight")[1]);
+    a.in_channels = a.out_channels = static_cast<int>(shape("body.0.weight")[1]);
     a.features = static_cast<int>(shape("body.0.weight")[0]);
     int last = 0;
-    while (shapes.count("body." + std::to_string(last + 2) + ".weight")) last += 2;
+    while (last < 1000 && shapes.count("body." + std::to_string(last + 2) + ".weight")) last += 2;
     a.blocks = last / 2 - 1;
-    a.out_channels = a.in_channels;
-    a.scale = square_root(shape("body." + std::to_string(last) + ".weight")[0] / a.out_channels);
-    if (a.blocks < 0 || a.scale == 0) return std::nullopt;
-    return a;
+    const auto last_shape = shape("body." + std::to_string(last) + ".weight");
+    if (a.blocks < 0 || a.in_channels <= 0 || last_shape.size() != 4) return std::nullopt;
+    a.scale = square_root(last_shape[0] / a.out_channels);
+    return plausible(a);
   }
   return std::nullopt;
 }
@@ -208,9 +223,9 @@ std::optional<Architecture> detect_positional(const weights::Checkpoint& checkpo
     a.kind = Architecture::Kind::srvgg;
     a.in_channels = a.out_channels = static_cast<int>(t[0].shape[1]);
     a.blocks = static_cast<int>(convs.size()) - 2;
+    if (a.blocks < 0 || a.in_channels <= 0) return std::nullopt;
     a.scale = square_root(convs.back()[0] / a.out_channels);
-    if (a.blocks < 0 || a.scale == 0) return std::nullopt;
-    return a;
+    return plausible(a);
   }
   if (convs.size() < 21 || (convs.size() - 6) % 15 != 0) return std::nullopt;
   a.kind = Architecture::Kind::rrdbnet;
@@ -221,7 +236,7 @@ std::optional<Architecture> detect_positional(const weights::Checkpoint& checkpo
   std::int64_t in = convs[0][1];
   a.scale = in == a.in_channels ? 4 : in == a.in_channels * 4 ? 2 : in == a.in_channels * 16 ? 1 : 0;
   if (a.scale == 0) return std::nullopt;
-  return a;
+  return plausible(a);
 }
 
 }  // namespace

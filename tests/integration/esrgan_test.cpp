@@ -257,6 +257,11 @@ TEST(EsrganConfigure, BadSettingsAreNamedBeforeAnythingLoads) {
   EXPECT_NE(failure_of({{"tile", 8}}).find("below the minimum"), std::string::npos);
   EXPECT_NE(failure_of({{"tile", "big"}}).find("must be an integer"), std::string::npos);
   EXPECT_NE(failure_of({{"model", "no-such-model"}}).find("looked in"), std::string::npos);
+  // SRVGG-like keys with zero input channels (a division by zero in detection once).
+  fs::path zero = test::temp_dir() / "zero.safetensors";
+  weights::save_safetensors(zero, {{"body.0.weight", at::zeros({64, 0, 3, 3})}, {"body.1.weight", at::zeros({64})}},
+                            false);
+  EXPECT_NE(failure_of({{"model", zero.string()}}).find("is not a Real-ESRGAN network"), std::string::npos);
   fs::path other = test::temp_dir() / "other.safetensors";
   weights::save_safetensors(other, {{"encoder.weight", at::zeros({4, 4})}}, false);
   EXPECT_NE(failure_of({{"model", other.string()}}).find("is not a Real-ESRGAN network"), std::string::npos);

@@ -133,6 +133,13 @@ TEST(SafetensorsTest, RefusesHeadersThatLieByName) {
             std::string::npos);
 }
 
+TEST(SafetensorsTest, ADeeplyNestedShapeIsRefusedWithoutRecursion) {
+  const int depth = 100000;
+  std::string header = R"({"w":{"dtype":"F32","shape":)" + std::string(depth, '[') + std::string(depth, ']') +
+                       R"(,"data_offsets":[0,0]}})";
+  EXPECT_NE(refusal(safetensors_with_header(header, 0)).find("shape must be a list"), std::string::npos);
+}
+
 TEST(SafetensorsTest, ReadsShardedModelsThroughTheirIndex) {
   fs::path dir = test::temp_dir("shards");
   test::python_fixture("sharded " + dir.string());
@@ -192,6 +199,12 @@ TEST(PyTorchCheckpointTest, RefusesDeepNestingWithoutOverflowingTheStack) {
   fs::path file = test::temp_dir() / "deep.pth";
   test::python_fixture("deep " + file.string());
   EXPECT_NE(refusal(file).find("deeper than 32 levels"), std::string::npos);
+}
+
+TEST(PyTorchCheckpointTest, RefusesAContainerReachedTwiceInsteadOfExpandingIt) {
+  fs::path file = test::temp_dir() / "shared.pth";
+  test::python_fixture("shared " + file.string());
+  EXPECT_NE(refusal(file).find("appears twice"), std::string::npos);
 }
 
 TEST(PyTorchCheckpointTest, RefusesTheLegacyFormatSayingHowToResave) {
@@ -281,6 +294,17 @@ TEST(NcnnTest, RefusesATruncatedBinNamingTheLayer) {
 
   spit(dir / "m.bin", slurp(models / "realesrgan-x4fast.bin") + "tail");
   EXPECT_NE(refusal(dir / "m.param").find("4 bytes left after the last layer"), std::string::npos);
+}
+
+TEST(NcnnTest, AnOddFp16BlobAtTheEndIsNotReadPast) {
+  // 2045 fp16 values take 4092 bytes once aligned; the file stops 2 bytes short of that.
+  fs::path dir = test::temp_dir("ncnn-odd");
+  test::write_file(dir / "m.param", "7767517\n2 2\nConvolution c0 0 1 b0 0=1 1=1 6=2045\n"
+                                      "Convolution c1 1 1 b0 b1 0=1 1=1 6=1\n");
+  std::string bin("\x47\x6b\x30\x01", 4);
+  bin += std::string(4090, '\0');
+  spit(dir / "m.bin", bin);
+  EXPECT_NE(refusal(dir / "m.param").find("layer 0 'c0' (Convolution) needs"), std::string::npos);
 }
 
 TEST(NcnnTest, AFileOfAnotherNetworkNamesTheFirstLayerThatDiffers) {

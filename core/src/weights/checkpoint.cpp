@@ -208,7 +208,10 @@ std::vector<std::pair<std::string, at::Tensor>> match(const Checkpoint& checkpoi
   const auto names = normalized_names(checkpoint);
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < names.size(); ++i)
-    if (!names[i].empty()) index.emplace(names[i], i);
+    if (!names[i].empty() && !index.emplace(names[i], i).second)
+      refuse(checkpoint.path(), "has two tensors that both mean '" + names[i] + "' (" +
+                                    checkpoint.tensors()[index[names[i]]].name + " and " + checkpoint.tensors()[i].name +
+                                    ")");
 
   std::vector<std::string> missing, wrong_shape, unexpected;
   std::set<std::string> wanted;

@@ -119,7 +119,7 @@ std::shared_ptr<const Checkpoint::Source> open_ncnn(const fs::path& param, const
     const Layer& layer = layers[index];
     const std::string origin = "layer " + std::to_string(index) + " '" + layer.name + "' (" + layer.type + ")";
     auto need = [&](std::uint64_t bytes) {
-      if (bytes > size - at)
+      if (at > size || bytes > size - at)
         refuse(bin, origin + " needs " + std::to_string(bytes) + " bytes at offset " + std::to_string(at) +
                         " but the file has " + std::to_string(size) + " (truncated, or not this .param's .bin)");
     };
@@ -146,10 +146,10 @@ std::shared_ptr<const Checkpoint::Source> open_ncnn(const fs::path& param, const
         std::memcpy(&tag, data + at, 4);
         if (tag == fp16_tag) {
           at += 4;
-          need(static_cast<std::uint64_t>(weights) * 2);
+          need((static_cast<std::uint64_t>(weights) * 2 + 3) / 4 * 4);  // blobs are 4-byte aligned
           source->records.push_back({layer.name + ".weight", at::kFloat, shape, origin});
           source->blobs.push_back({data + at, true});
-          at += (static_cast<std::uint64_t>(weights) * 2 + 3) / 4 * 4;  // blobs are 4-byte aligned
+          at += (static_cast<std::uint64_t>(weights) * 2 + 3) / 4 * 4;
         } else if (tag == 0) {
           at += 4;
           raw(".weight", shape);

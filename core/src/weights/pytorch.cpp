@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <variant>
 
 namespace reel::weights {
@@ -449,9 +450,19 @@ class PyTorchSource : public Checkpoint::Source {
   }
 };
 
+struct FlattenState {
+  std::set<const Value*> visited;  // a container reached twice (through the memo) is refused
+  std::set<std::string> names;
+};
+
+constexpr std::size_t max_tensors = 1'000'000;
+
 void flatten(const Zip& zip, const std::string& prefix, PyTorchSource& source, const ValuePtr& value,
-             const std::string& name, int depth) {
+             const std::string& name, int depth, FlattenState& state) {
   if (depth > 32) refuse(source.path, "nests dictionaries deeper than 32 levels");
+  const bool container = std::holds_alternative<Dict>(value->v) || std::holds_alternative<List>(value->v);
+  if (container && !state.visited.insert(value.get()).second)
+    refuse(source.path, "'" + name + "' is a container that appears twice in the file; torch.save writes a tree");
   if (auto* dict = std::get_if<Dict>(&value->v)) {
     for (const auto& [key, item] : *dict) {
       std::string k;
@@ -461,13 +472,13 @@ void flatten(const Zip& zip, const std::string& prefix, PyTorchSource& source, c
         k = std::to_string(*i);
       else
         continue;
-      flatten(zip, prefix, source, item, name.empty() ? k : name + "." + k, depth + 1);
+      flatten(zip, prefix, source, item, name.empty() ? k : name + "." + k, depth + 1, state);
     }
     return;
   }
   if (auto* list = std::get_if<List>(&value->v)) {
     for (std::size_t i = 0; i < list->size(); ++i)
-      flatten(zip, prefix, source, (*list)[i], name + "." + std::to_string(i), depth + 1);
+      flatten(zip, prefix, source, (*list)[i], name + "." + std::to_string(i), depth + 1, state);
     return;
   }
   auto* t = std::get_if<TensorRef>(&value->v);
@@ -490,6 +501,8 @@ void flatten(const Zip& zip, const std::string& prefix, PyTorchSource& source, c
   if (!empty && last >= available)
     refuse(source.path, "tensor '" + name + "' " + shape_text(t->size) + " reaches element " + std::to_string(last) +
                             " of a storage with " + std::to_string(available) + " (truncated?)");
+  if (!state.names.insert(name).second) refuse(source.path, "holds two tensors named '" + name + "'");
+  if (source.records.size() >= max_tensors) refuse(source.path, "holds more than a million tensors");
   source.records.push_back({name, t->storage.dtype, t->size, "tensor '" + name + "'"});
   source.placed.push_back({entry->data, t->offset, t->stride});
 }
@@ -526,7 +539,8 @@ std::shared_ptr<const Checkpoint::Source> open_pytorch(const fs::path& path) {
       refuse(path, "stores its tensors big-endian, which reel does not read", "re-save it on a little-endian machine");
   const ZipEntry* pickle = zip.find(*prefix + "data.pkl");
   ValuePtr root = Unpickler(path, pickle->data, pickle->size).run();
-  flatten(zip, *prefix, *source, root, "", 0);
+  FlattenState state;
+  flatten(zip, *prefix, *source, root, "", 0, state);
   if (source->records.empty()) refuse(path, "holds no tensors");
   return source;
 }

@@ -145,7 +145,9 @@ std::shared_ptr<const Checkpoint::Source> open_safetensors(const fs::path& path)
   if (file.size() < 8) refuse(path, "is too short to be a safetensors file (" + std::to_string(file.size()) + " bytes)");
   std::uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | file.data()[i];
-  if (header_size > file.size() - 8 || header_size > max_header_bytes)
+  if (header_size > max_header_bytes)
+    refuse(path, "safetensors header claims " + std::to_string(header_size) + " bytes, more than the 100 MiB reel accepts");
+  if (header_size > file.size() - 8)
     refuse(path, "safetensors header claims " + std::to_string(header_size) + " bytes but the file has " +
                      std::to_string(file.size()) + " bytes (truncated or not safetensors)");
   const char* text = reinterpret_cast<const char*>(file.data() + 8);
@@ -171,7 +173,7 @@ std::shared_ptr<const Checkpoint::Source> open_safetensors(const fs::path& path)
     std::vector<std::int64_t> shape;
     if (!info["shape"].is_array()) bad("shape is not a list");
     for (const auto& d : info["shape"]) {
-      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) bad("shape " + info["shape"].dump() + " is not valid");
+      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) bad("shape must be a list of non-negative integers");
       shape.push_back(d.get<std::int64_t>());
     }
     const auto& offsets = info["data_offsets"];
@@ -265,6 +267,11 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
   std::vector<at::Tensor> contiguous;
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
+    try {
+      (void)nlohmann::json(name).dump();  // throws on invalid UTF-8
+    } catch (const nlohmann::json::type_error&) {
+      throw BadInputError("tensor name '" + name + "' is not valid UTF-8, which safetensors requires");
+    }
     const char* stored = stored_name(tensor.scalar_type());
     if (!stored) throw Error(ErrorKind::internal, "tensor '" + name + "' has a dtype safetensors cannot hold");
     at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
