@@ -91,11 +91,6 @@ class ModuleNetwork : public Network, public torch::nn::Module {
   void to(const std::string& device, at::ScalarType dtype) override {
     torch::nn::Module::to(torch::Device(device), dtype);
   }
-  std::uint64_t parameter_count() const override {
-    std::uint64_t n = 0;
-    for (const auto& p : parameters()) n += static_cast<std::uint64_t>(p.numel());
-    return n;
-  }
 };
 
 class RRDBNet : public ModuleNetwork {
@@ -254,11 +249,6 @@ class TorchScriptNetwork : public Network {
   weights::Expected expected() const override { return {}; }
   void assign(const std::vector<std::pair<std::string, at::Tensor>>&) override {}
   void to(const std::string& device, at::ScalarType dtype) override { module_.to(torch::Device(device), dtype); }
-  std::uint64_t parameter_count() const override {
-    std::uint64_t n = 0;
-    for (const auto& p : module_.parameters()) n += static_cast<std::uint64_t>(p.numel());
-    return n;
-  }
 
  private:
   torch::jit::Module module_;

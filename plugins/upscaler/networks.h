@@ -48,7 +48,6 @@ class Network {
   // Copies matched tensors into the parameters (any dtype; widened or narrowed on copy).
   virtual void assign(const std::vector<std::pair<std::string, at::Tensor>>& tensors) = 0;
   virtual void to(const std::string& device, at::ScalarType dtype) = 0;
-  virtual std::uint64_t parameter_count() const = 0;
 };
 
 // RRDBNet and SRVGGNetCompact; not TorchScript (see load_torchscript).

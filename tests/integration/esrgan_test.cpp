@@ -406,6 +406,11 @@ TEST(ReelModelsCommand, ListsConvertsAndRefusesByName) {
                         " 2>&1", &out),
             74)
       << out;
+  // A file name that is not UTF-8 is listed, not a reason to abort the JSON listing.
+  fs::path odd = test::temp_dir("models-odd");
+  test::write_file(odd / std::string("caf\xe9.pth"), "not a checkpoint");
+  ASSERT_EQ(test::shell(reel + " models --json " + odd.string() + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("caf\xef\xbf\xbd.pth"), std::string::npos) << out;  // U+FFFD in place of the byte
   fs::path evil = dir / "evil.pth";
   test::python_fixture("evil " + evil.string());
   EXPECT_EQ(test::shell(reel + " models convert " + evil.string() + " " + (dir / "e.safetensors").string() + " 2>&1", &out),

@@ -87,6 +87,12 @@ TEST(SafetensorsTest, RoundTripsEveryTorchDtype) {
   EXPECT_THROW(weights::save_safetensors(file, tensors, false), IoError);  // never replaced silently
 }
 
+TEST(SafetensorsTest, ANameThatIsNotUtf8IsRefusedAndNothingIsWritten) {
+  fs::path file = test::temp_dir() / "bytes.safetensors";
+  EXPECT_THROW(weights::save_safetensors(file, {{std::string("w\xff"), at::zeros({1})}}, false), BadInputError);
+  EXPECT_FALSE(fs::exists(file));
+}
+
 TEST(SafetensorsTest, ReadsEveryDtypeOfTheFormatFromAnIndependentWriter) {
   fs::path file = test::temp_dir() / "dtypes.safetensors";
   test::python_fixture("safetensors-dtypes " + file.string());

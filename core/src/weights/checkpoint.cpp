@@ -2,7 +2,6 @@
 #include "source.h"
 
 #include <reel/error.h>
-#include <reel/log.h>
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
