@@ -4,6 +4,7 @@
 
 #include <reel/runtime/report.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -176,6 +177,8 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
   ports("inputs", t.inputs);
   ports("outputs", t.outputs);
   std::printf("params:%s\n", t.params.empty() ? " none" : "");
+  int width = 14;  // the name column, widened for the longest name
+  for (const ParamSpec& p : t.params) width = std::max(width, static_cast<int>(p.name.size()));
   for (const ParamSpec& p : t.params) {
     std::string constraint;
     if (p.required)
@@ -187,8 +190,8 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
       constraint += p.type == ParamType::integer ? ", or" : ", one of";
       for (const auto& c : p.choices) constraint += " " + c;
     }
-    std::printf("  %-14s %-8s %s\n  %-14s %-8s (%s)\n", p.name.c_str(), to_string(p.type), p.description.c_str(), "",
-                "", constraint.c_str());
+    std::printf("  %-*s %-8s %s\n  %-*s %-8s (%s)\n", width, p.name.c_str(), to_string(p.type), p.description.c_str(),
+                width, "", "", constraint.c_str());
   }
   if (!t.example_params.empty()) std::printf("example params: %s\n", t.example_params.dump().c_str());
   return 0;

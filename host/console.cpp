@@ -151,6 +151,14 @@ void print_run_outcome(const RunResult& r) {
   if (r.ok()) {
     std::fprintf(stderr, "reel: %s succeeded in %.2f s (peak host memory %s)\n", r.graph_file.c_str(), r.seconds,
                  format_bytes(r.peak_rss_bytes).c_str());
+    // What nodes counted themselves (an interpolator's scene cuts), one line per node.
+    for (const NodeReport& n : r.nodes) {
+      if (n.counters.empty()) continue;
+      std::string line;
+      for (const auto& [name, value] : n.counters)
+        line += (line.empty() ? "" : ", ") + name + " " + std::to_string(value);
+      std::fprintf(stderr, "  %s: %s\n", n.id.c_str(), line.c_str());
+    }
     return;
   }
   std::fprintf(stderr, "reel: %s %s\n%s\n", r.graph_file.c_str(), r.cancelled() ? "was cancelled" : "failed",

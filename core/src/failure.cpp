@@ -1,4 +1,5 @@
 // The one place that turns an exception into a classified Failure, and a Failure into words.
+#include <reel/compute.h>
 #include <reel/runtime/failure.h>
 #include <reel/runtime/graph.h>
 
@@ -75,10 +76,13 @@ bool mentions(const std::string& lowered, std::initializer_list<const char*> nee
 
 // Errors that lost their type (TorchScript re-raises everything as a plain error) keep their
 // cause in the text.
+bool says_out_of_memory(const std::string& lowered) {
+  return mentions(lowered, {"out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror"});
+}
+
 ErrorKind kind_from_text(const std::string& text) {
   std::string t = lower(text);
-  if (mentions(t, {"out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror"}))
-    return ErrorKind::out_of_memory;
+  if (says_out_of_memory(t)) return ErrorKind::out_of_memory;
   if (mentions(t, {"cuda error", "cudnn_status", "cudnn error", "cublas_status", "device-side assert", "cuda driver",
                    "illegal memory access", "nccl error"}))
     return ErrorKind::device;
@@ -213,6 +217,15 @@ std::string Failure::user_message() const {
   if (!done.empty()) text += "\n" + done;
   if (!next.empty()) text += (done.empty() ? "\n" : " ") + next;
   return text;
+}
+
+bool is_out_of_memory(const std::exception& error) noexcept {
+  if (dynamic_cast<const std::bad_alloc*>(&error) || dynamic_cast<const c10::OutOfMemoryError*>(&error)) return true;
+  try {
+    return says_out_of_memory(lower(error.what()));
+  } catch (...) {
+    return false;
+  }
 }
 
 }  // namespace reel

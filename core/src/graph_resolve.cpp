@@ -90,6 +90,8 @@ class ParamChecker {
         if (!value.is_boolean()) wrong_type();
         break;
       case ParamType::string:
+        // A number where text is expected is meant as its text: "fps": 60, --set out.path=2024.
+        if (value.is_number()) return value.dump();
         if (!value.is_string()) wrong_type();
         break;
       case ParamType::choice: {

@@ -74,6 +74,11 @@ nlohmann::json run_report(const RunResult& r) {
                            {"busy_seconds", n.busy_seconds},
                            {"rss_after_load_bytes", n.rss_after_load_bytes},
                            {"oom_retries", n.oom_retries}};
+    if (!n.counters.empty()) {
+      nlohmann::json counters = nlohmann::json::object();
+      for (const auto& [name, value] : n.counters) counters[name] = value;
+      node["counters"] = counters;
+    }
     if (!n.cleanup_error.empty()) node["cleanup_error"] = n.cleanup_error;
     nodes.push_back(std::move(node));
   }

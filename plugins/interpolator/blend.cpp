@@ -1,56 +1,59 @@
-// interpolator.blend: frame interpolation by cross-fading, the model-free sibling of RIFE.
-// N frames at multiplier m become (N-1)*m+1 frames at fps*m; input frame k stays unchanged at
-// output position k*m. The last frame is not paired with itself, so nothing is invented past the
-// end of the clip.
+// interpolator.blend: frame interpolation by cross-fading, the model-free sibling of RIFE, on the
+// same timeline: input frames stay unchanged at their own times, frames between two inputs are
+// their mix at the right t. Nothing is invented past the last input.
+#include "interpolators.h"
+
 #include <reel/reel.h>
 
 #include <ATen/ATen.h>
 
+namespace reel::interp {
+
 namespace {
 
-class Blend : public reel::Node {
+class Blend : public Node {
  public:
-  std::vector<reel::StreamDesc> configure(const reel::NodeConfig& config) override {
-    multiplier_ = config.params.integer("multiplier");
-    reel::StreamDesc out = config.inputs.at(0);
-    out.fps = out.fps * multiplier_;
-    if (out.frame_count && *out.frame_count > 0) out.frame_count = (*out.frame_count - 1) * multiplier_ + 1;
-    return {out};
+  std::vector<StreamDesc> configure(const NodeConfig& config) override {
+    Retiming r = retiming(config.params, config.inputs.at(0), "interpolator.blend");
+    timeline_ = r.timeline;
+    return {r.out};
   }
 
-  void process(const reel::Frame& frame, int, reel::Emitter& out) override {
-    if (previous_.defined()) {
-      out.emit(previous_);
-      at::Tensor a = previous_.to(at::kFloat), b = frame.image.to(at::kFloat);
-      for (std::int64_t j = 1; j < multiplier_; ++j)
-        out.emit(at::lerp(a, b, static_cast<double>(j) / multiplier_).round_().clamp_(0, 255).to(at::kByte));
+  void process(const Frame& frame, int, Emitter& out) override {
+    at::Tensor a, b;
+    for (const Placement& place : timeline_.at_input(inputs_)) {
+      if (place.on_input()) {
+        out.emit(frame.image);
+        continue;
+      }
+      if (!a.defined()) a = previous_.to(at::kFloat), b = frame.image.to(at::kFloat);
+      out.emit(at::lerp(a, b, place.t()).round_().clamp_(0, 255).to(at::kByte));
     }
     previous_ = frame.image;
+    ++inputs_;
   }
 
-  void finish(reel::Emitter& out) override {
-    if (previous_.defined()) out.emit(previous_);
-    previous_ = at::Tensor();
-  }
+  void finish(Emitter&) override { previous_ = at::Tensor(); }
 
   void unload() override { previous_ = at::Tensor(); }
 
  private:
-  std::int64_t multiplier_ = 2;
+  Timeline timeline_{{1, 1}, {2, 1}};
   at::Tensor previous_;
+  std::int64_t inputs_ = 0;
 };
-
-void register_nodes(reel::Registry& registry) {
-  registry.add({
-      .name = "interpolator.blend",
-      .description = "Frame interpolation by cross-fading: N frames -> (N-1)*m+1 frames at fps*m",
-      .params = {reel::ParamSpec::integer("multiplier", 2, "Output frames per input interval (m)").range(2, 16)},
-      .inputs = {{"in", reel::PortKind::video, "Frames"}},
-      .outputs = {{"out", reel::PortKind::video, "Frames at fps * multiplier"}},
-      .create = [] { return std::make_unique<Blend>(); },
-  });
-}
 
 }  // namespace
 
-REEL_PLUGIN(register_nodes)
+NodeType blend_node_type() {
+  return {
+      .name = "interpolator.blend",
+      .description = "Frame interpolation by cross-fading: N frames -> (N-1)*m+1 frames at fps*m, or any target rate",
+      .params = {multiplier_param(), fps_param()},
+      .inputs = {{"in", PortKind::video, "Frames with a frame rate"}},
+      .outputs = {{"out", PortKind::video, "Frames at the new rate"}},
+      .create = [] { return std::make_unique<Blend>(); },
+  };
+}
+
+}  // namespace reel::interp

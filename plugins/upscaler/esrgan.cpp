@@ -8,7 +8,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,40 +19,6 @@ namespace reel::sr {
 namespace {
 
 constexpr int min_tile = 32;
-
-// "cpu", "cuda", "cuda:N" or "auto" -> a libtorch device string. Throws InvalidParamError.
-std::string resolve_device(const std::string& wanted) {
-  const bool cuda = torch::cuda::is_available();
-  if (wanted == "cpu" || (wanted == "auto" && !cuda)) return "cpu";
-  if (wanted == "auto") return "cuda:0";
-  if (wanted == "cuda" || wanted.rfind("cuda:", 0) == 0) {
-    if (!cuda)
-      throw InvalidParamError("device", "device '" + wanted + "' was asked for, but no CUDA device is usable here",
-                              "this reel's libtorch has no CUDA support or no GPU is visible; use device cpu or auto");
-    if (wanted == "cuda") return "cuda:0";
-    std::size_t used = 0;
-    int index = -1;
-    try {
-      index = std::stoi(wanted.substr(5), &used);
-    } catch (const std::exception&) {
-    }
-    if (index < 0 || used != wanted.size() - 5 || index >= static_cast<int>(torch::cuda::device_count()))
-      throw InvalidParamError("device", "device '" + wanted + "' does not exist: there are " +
-                                            std::to_string(torch::cuda::device_count()) + " CUDA devices");
-    return wanted;
-  }
-  throw InvalidParamError("device", "device '" + wanted + "' is not cpu, cuda, cuda:N or auto");
-}
-
-at::ScalarType resolve_precision(const std::string& precision, const std::string& device) {
-  if (precision == "fp16") {
-    if (device == "cpu")
-      throw InvalidParamError("precision", "precision fp16 needs a CUDA device; libtorch has no fp16 convolution on the CPU",
-                              "use fp32 (or bf16) on the CPU");
-    return at::kHalf;
-  }
-  return precision == "bf16" ? at::kBFloat16 : at::kFloat;
-}
 
 std::optional<DetectedModel> detect_model(const weights::Checkpoint& checkpoint) {
   auto architecture = detect(checkpoint);
@@ -150,10 +115,7 @@ class Esrgan : public Node {
       if (in_.channels == 4) rgb = at::cat({rgb, resize_alpha(image.narrow(0, 3, 1))}, 0);
       out.emit(std::move(rgb));
     } catch (const c10::Error& e) {
-      const std::string text = e.what_without_backtrace();
-      // CUDA says "out of memory"; libtorch's CPU allocator "can't allocate memory".
-      if (text.find("out of memory") == std::string::npos && text.find("can't allocate memory") == std::string::npos)
-        throw;
+      if (!is_out_of_memory(e)) throw;
       throw_out_of_memory(frame.index, tile, e.what_without_backtrace());
     } catch (const std::bad_alloc& e) {
       throw_out_of_memory(frame.index, tile, e.what());

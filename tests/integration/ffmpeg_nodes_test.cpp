@@ -347,14 +347,18 @@ TEST(ExampleGraphs, EveryGraphInTheRepositoryRuns) {
       {"upscale-video-esrgan.json",
        {"src.path=" + video.string(), "up.model=" + (test::shared_dir() / "models/realesrgan/realesrgan-x4fast.param").string(),
         "encode.path=" + (dir / "esrgan.mp4").string()}},
+      {"interpolate-video-rife.json",
+       {"src.path=" + video.string(),
+        "interp.model=" + test::shared_archive("reference/rife/weights.tar.xz").string() + "/flownet.pkl",
+        "encode.path=" + (dir / "interpolated-rife.mp4").string()}},
   };
   std::size_t found = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(REEL_SOURCE_DIR) / "graphs")) {
     std::string name = entry.path().filename();
     SCOPED_TRACE(name);
     ASSERT_TRUE(sets.count(name)) << "a new graph needs its inputs and outputs listed here";
-    if (name == "upscale-video-esrgan.json" && test::shared_dir().empty()) {
-      std::fprintf(stderr, "\n*** SKIPPED %s: the Real-ESRGAN weights are missing (REEL_SHARED_DIR) ***\n\n", name.c_str());
+    if ((name == "upscale-video-esrgan.json" || name == "interpolate-video-rife.json") && test::shared_dir().empty()) {
+      std::fprintf(stderr, "\n*** SKIPPED %s: its weights are missing (REEL_SHARED_DIR) ***\n\n", name.c_str());
       ++found;
       continue;
     }
@@ -367,6 +371,9 @@ TEST(ExampleGraphs, EveryGraphInTheRepositoryRuns) {
   EXPECT_EQ(found, sets.size());
   EXPECT_EQ(test::probe(dir / "demo.mp4")["nb_read_frames"], "97");
   EXPECT_EQ(test::probe(dir / "interpolated.mp4")["nb_read_frames"], "19");
+  if (!test::shared_dir().empty()) {
+    EXPECT_EQ(test::probe(dir / "interpolated-rife.mp4")["nb_read_frames"], "19");
+  }
   EXPECT_EQ(test::probe(dir / "upscaled.png")["width"], 320);
 }
 

@@ -82,9 +82,10 @@ TEST(NodeConformance, EveryRegisteredTypeKeepsTheLifecycleContract) {
   // Inputs named by the sources' example_params.
   if (catalog.find("source.video")) test::make_video(dir, "conformance-input.mp4", 64, 48, 5);
   if (catalog.find("source.image")) test::make_video(dir, "conformance-input.png", 64, 48, 1);
-  // Model nodes' example_params name models of the shared folder (the real Real-ESRGAN weights).
+  // Model nodes' example_params name models of the shared folder (the real Real-ESRGAN weights,
+  // the random-weight RIFE of the reference).
   const fs::path models = test::shared_dir() / "models/realesrgan";
-  weights::set_model_dirs({models});
+  weights::set_model_dirs({models, test::shared_archive("reference/rife/weights.tar.xz")});
   for (const auto& [name, entry] : catalog.types()) {
     SCOPED_TRACE(name);
     if (entry.type.example_params.contains("model") && (test::shared_dir().empty() || !fs::exists(models))) {

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <gtest/gtest.h>
 #include <cstdlib>
 
@@ -114,9 +116,22 @@ fs::path shared_dir() {
   return fs::is_directory(beside) ? beside : fs::path();
 }
 
-void python_fixture(const std::string& arguments) {
+fs::path shared_archive(const std::string& relative) {
+  static std::mutex mutex;
+  static std::map<std::string, fs::path> unpacked;
+  std::lock_guard lock(mutex);
+  if (shared_dir().empty() || !fs::exists(shared_dir() / relative)) return {};
+  auto it = unpacked.find(relative);
+  if (it != unpacked.end()) return it->second;
+  fs::path dir = temp_dir("archive");
+  std::string command = "tar -xf '" + (shared_dir() / relative).string() + "' -C '" + dir.string() + "'";
+  if (std::system(command.c_str()) != 0) return {};
+  return unpacked[relative] = dir;
+}
+
+void python_fixture(const std::string& arguments, const std::string& script) {
   std::string command =
-      "/usr/bin/python3 " + (fs::path(REEL_SOURCE_DIR) / "tests/fixtures/checkpoints.py").string() + " " + arguments;
+      "/usr/bin/python3 " + (fs::path(REEL_SOURCE_DIR) / "tests/fixtures" / script).string() + " " + arguments;
   int status = std::system(command.c_str());
   ASSERT_EQ(status, 0) << command;
 }

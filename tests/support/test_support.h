@@ -53,9 +53,13 @@ std::filesystem::path shared_dir();
     }                                                                                                  \
   } while (0)
 
-// Runs tests/fixtures/checkpoints.py (Debian's python3-torch) with `arguments`; fails the test on
-// a non-zero exit.
-void python_fixture(const std::string& arguments);
+// A tar archive of the shared folder (e.g. "reference/rife/weights.tar.xz") unpacked once per
+// process into a temporary folder, which is returned. Empty when the shared folder is absent.
+std::filesystem::path shared_archive(const std::string& relative);
+
+// Runs tests/fixtures/<script> (Debian's python3-torch) with `arguments`; fails the test on a
+// non-zero exit.
+void python_fixture(const std::string& arguments, const std::string& script = "checkpoints.py");
 void write_file(const std::filesystem::path& file, const std::string& text);
 
 }  // namespace reel::test

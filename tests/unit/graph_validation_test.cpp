@@ -224,6 +224,17 @@ TEST(GraphOverrides, SetParsesJsonValuesAndBareStrings) {
   EXPECT_EQ(g.nodes[1].params["path"], "out.txt");
 }
 
+TEST(GraphOverrides, ANumberForAStringParamIsTakenAsItsText) {
+  GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
+  apply_overrides(g, {"sink.path=2024"});  // read as JSON: a number
+  EXPECT_EQ(g.nodes[1].params["path"], 2024);
+  ResolvedGraph resolved = resolve_graph(g, test::catalog());
+  EXPECT_EQ(resolved.nodes[1].params.string("path"), "2024");
+  json k = sink("src.out");
+  k["params"]["path"] = json::array();  // other types stay refused
+  EXPECT_EQ(validate({source(), k}).pointer, "/nodes/1/params/path");
+}
+
 TEST(GraphOverrides, SetOnUnknownNodeIsRefused) {
   GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
   try {

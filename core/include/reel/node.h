@@ -104,6 +104,11 @@ class Node {
   // Called on every node when the run fails or is cancelled, before unload: remove partial
   // outputs (temporary files) so nothing half-written remains.
   virtual void discard_outputs() {}
+
+  // What this node counted that a user should see in the run report, beyond frames in and out
+  // (an interpolator's scene cuts, say): names in snake_case, read once the node has finished or
+  // failed. Must not throw.
+  virtual std::vector<std::pair<std::string, std::int64_t>> counters() const { return {}; }
 };
 
 }  // namespace reel

@@ -1,5 +1,6 @@
 #pragma once
 // Everything a plugin needs: #include <reel/reel.h>
+#include <reel/compute.h>
 #include <reel/error.h>
 #include <reel/frame.h>
 #include <reel/host_memory.h>

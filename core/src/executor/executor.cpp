@@ -265,6 +265,14 @@ std::vector<NodeReport> node_reports(const RunState& run) {
     r.rss_after_load_bytes = n->rss_after_load_bytes;
     r.oom_retries = n->oom_retries;
     r.cleanup_error = n->cleanup_error;
+    if (n->node) {
+      try {
+        r.counters = n->node->counters();
+      } catch (...) {
+        Failure f = classify_exception(std::current_exception());
+        spdlog::error("node {} ({}) threw from counters(): {}", n->id, n->type->type.name, f.detail);
+      }
+    }
     reports.push_back(std::move(r));
   }
   return reports;

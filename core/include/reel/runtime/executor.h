@@ -50,6 +50,7 @@ struct NodeReport {
   double load_seconds = 0, busy_seconds = 0;
   std::int64_t rss_after_load_bytes = 0;  // host RSS growth across load (what the model took)
   int oom_retries = 0;
+  std::vector<std::pair<std::string, std::int64_t>> counters;  // the node's own (Node::counters)
   std::string cleanup_error;  // an unload/discard that threw (a plugin bug), if any
 };
 
