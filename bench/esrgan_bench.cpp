@@ -3,8 +3,10 @@
 // bench/esrgan-vs-pytorch.sh.
 //
 //   reel_esrgan_bench CHECKPOINT WIDTH HEIGHT REPEATS [--tile T --tile-pad P] [--threads N]
-//                     [--channels-last] [--glibc-default] [--dump OUT.f32]
-// Prints one line per forward pass ("seconds S") and the median. The input is a deterministic
+//                     [--channels-last] [--glibc-default] [--dump OUT.f32] [--batch B]
+// Prints one line per forward pass ("seconds S") and the median. With --batch B it instead times
+// B equal tiles of (tile + 2 pad) pixels run one after another against the same B tiles as one
+// batch, to see whether batching tiles pays. The input is a deterministic
 // pattern shared with the Python side; --dump writes the float output (C x H x W, little-endian).
 #include "networks.h"
 #include "tiler.h"
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   sr::Tiling tiling{0, 10, 1};
   std::string dump;
   bool channels_last = false, glibc_default = false;
+  int batch = 0;
   for (int i = 5; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tile") tiling.tile = std::stoi(argv[++i]);
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
     else if (a == "--channels-last") channels_last = true;
     else if (a == "--dump") dump = argv[++i];
     else if (a == "--glibc-default") glibc_default = true;
+    else if (a == "--batch") batch = std::stoi(argv[++i]);
   }
   // As in `reel` (fixed mmap threshold, tensor cache), unless asked for glibc and libtorch defaults.
   if (!glibc_default) configure_host_allocator();
@@ -66,6 +70,29 @@ int main(int argc, char** argv) {
   if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
 
   auto forward = [&](const at::Tensor& t) { return network->forward(t); };
+  if (batch > 0) {
+    const int side = tiling.tile + 2 * tiling.pad;
+    std::vector<at::Tensor> tiles;
+    for (int i = 0; i < batch; ++i) tiles.push_back(x.narrow(2, (i * 7) % (height - side + 1), side).narrow(3, (i * 13) % (width - side + 1), side).contiguous());
+    auto memory = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    at::Tensor together = at::cat(tiles, 0).contiguous(memory);
+    for (auto& t : tiles) t = t.contiguous(memory);
+    std::vector<double> one_by_one, batched;
+    for (int r = 0; r < repeats; ++r) {
+      auto start = std::chrono::steady_clock::now();
+      for (const auto& t : tiles) forward(t);
+      one_by_one.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      start = std::chrono::steady_clock::now();
+      forward(together);
+      batched.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      std::printf("one by one %.4f, batched %.4f\n", one_by_one.back(), batched.back());
+    }
+    std::sort(one_by_one.begin(), one_by_one.end());
+    std::sort(batched.begin(), batched.end());
+    std::printf("median one by one %.4f, batched %.4f (%d tiles of %d, %s, threads %d)\n", one_by_one[repeats / 2],
+                batched[repeats / 2], batch, side, architecture->describe().c_str(), at::get_num_threads());
+    return 0;
+  }
   std::vector<double> seconds;
   at::Tensor y;
   for (int r = 0; r < repeats; ++r) {

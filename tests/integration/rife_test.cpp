@@ -469,6 +469,26 @@ TEST(RifeMemory, UnloadGivesTheModelsMemoryBack) {
   EXPECT_LT(after, baseline + 8'000'000);
 }
 
+// A long-lived worker sees many frame sizes: nothing may be kept per size (RIFE's own warp keeps a
+// grid per size forever). Two rounds of five new sizes each; what the second round leaves behind
+// must be what the first did.
+TEST(RifeMemory, ManyFrameSizesLeaveNothingBehind) {
+  REQUIRE_RIFE_REFERENCE();
+  auto model = ifnet(rife_weights("model.safetensors"));
+  auto round = [&](int first) {
+    for (int side = first; side < first + 5 * 64; side += 64) {
+      at::Tensor a = at::randint(0, 256, {3, side, side + 32}, at::kByte);
+      interpolate(*model, a, a.flip({2}), 0.5, 1);
+    }
+    release_cached_memory();
+    return test::rss_bytes();
+  };
+  round(256);  // warm-up: thread pools, oneDNN kernels
+  const std::uint64_t after_first = round(288), after_second = round(320);
+  std::printf("RSS after five sizes %.1f MB, after five more %.1f MB\n", after_first / 1e6, after_second / 1e6);
+  EXPECT_LT(after_second, after_first + 4'000'000);
+}
+
 TEST(RifeMemory, TheEstimateCoversTheWeightsAndOnePair) {
   REQUIRE_RIFE_REFERENCE();
   StreamDesc in{720, 480, 3, {8, 1}, 49};
