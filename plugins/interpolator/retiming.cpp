@@ -37,6 +37,8 @@ Retiming retiming(const Params& params, const StreamDesc& in, const std::string&
     auto parsed = Rational::parse(fps);
     if (!parsed) throw InvalidParamError("fps", "fps '" + fps + "' is not a rate such as 60, 24000/1001 or 29.97");
     rate = parsed->reduced();
+    if (rate.num > 1'000'000'000 || rate.den > 1'000'000'000)
+      throw InvalidParamError("fps", "fps '" + fps + "' has terms above 10^9; no encoder stores such a rate exactly");
   }
   Retiming r{Timeline(in.fps, rate), in};
   if (r.timeline.ratio() > 16) {

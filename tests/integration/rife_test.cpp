@@ -120,19 +120,6 @@ void expect_retimed(const std::vector<at::Tensor>& inputs, const std::vector<at:
   }
 }
 
-// A .npy file of float32 values (little-endian, C order).
-at::Tensor read_npy(const fs::path& file, std::vector<std::int64_t> shape) {
-  std::ifstream in(file, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(bytes.substr(1, 5), "NUMPY");
-  const std::size_t header = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
-  EXPECT_NE(bytes.find("'<f4'"), std::string::npos);
-  at::Tensor t = at::empty(shape, at::kFloat);
-  EXPECT_EQ(bytes.size() - 10 - header, t.nbytes());
-  std::memcpy(t.data_ptr(), bytes.data() + 10 + header, t.nbytes());
-  return t;
-}
-
 at::Tensor hwc(const at::Tensor& chw) { return chw.permute({1, 2, 0}).contiguous(); }
 
 std::unique_ptr<interp::FlowModel> ifnet(const fs::path& file) {
@@ -288,7 +275,8 @@ TEST(RifeReference, ReproducesEveryReferenceOutputWithin1e4) {
     at::Tensor a = read_image(reference(c["img0"])), b = read_image(reference(c["img1"]));
     const std::int64_t h = c["height"], w = c["width"];
     EXPECT_EQ(c["pad_multiple"].get<int>(), interp::padding_multiple(c["scale"]));
-    at::Tensor expected = read_npy(reference(c["name"].get<std::string>() + ".npy"), {h, w, 3});
+    at::Tensor expected = test::read_npy(reference(c["name"].get<std::string>() + ".npy"));
+    ASSERT_EQ(expected.sizes(), (std::vector<std::int64_t>{h, w, 3}));
     at::Tensor ours = interpolate(*model, a, b, c["t"], c["scale"]);
     const double error = (ours - expected).abs().max().item<double>();
     std::printf("%s: max abs %.3g\n", c["name"].get<std::string>().c_str(), error);
@@ -551,6 +539,7 @@ TEST(RifeConfigure, BadSettingsAndOtherModelsAreNamedBeforeAnythingLoads) {
   EXPECT_NE(failure_of({{"fps", "60"}, {"multiplier", 3}}).find("both fps and multiplier"), std::string::npos);
   EXPECT_NE(failure_of({{"fps", "fast"}}).find("is not a rate"), std::string::npos);
   EXPECT_NE(failure_of({{"fps", "1000"}}).find("at most 16"), std::string::npos);
+  EXPECT_NE(failure_of({{"fps", "9000000000/300000001"}}).find("terms above 10^9"), std::string::npos);
   EXPECT_NE(failure_of(json::object(), 4).find("takes RGB frames"), std::string::npos);
   EXPECT_NE(failure_of({{"device", "cpu"}, {"precision", "fp16"}}).find("fp16 needs a CUDA device"), std::string::npos);
   EXPECT_NE(failure_of({{"model", "no-such-model"}}).find("looked in"), std::string::npos);

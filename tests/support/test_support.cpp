@@ -1,10 +1,13 @@
 #include "test_support.h"
 
+#include <ATen/ATen.h>
+
 #include <reel/runtime/memory.h>
 
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -127,6 +130,55 @@ fs::path shared_archive(const std::string& relative) {
   std::string command = "tar -xf '" + (shared_dir() / relative).string() + "' -C '" + dir.string() + "'";
   if (std::system(command.c_str()) != 0) return {};
   return unpacked[relative] = dir;
+}
+
+at::Tensor read_npy(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) {
+    ADD_FAILURE() << file << " is not a .npy file";
+    return {};
+  }
+  const bool v1 = bytes[6] == 1;
+  std::size_t header_size = v1 ? static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8)
+                                 : static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8) |
+                                       (static_cast<std::size_t>(static_cast<unsigned char>(bytes[10])) << 16) |
+                                       (static_cast<std::size_t>(static_cast<unsigned char>(bytes[11])) << 24);
+  const std::size_t start = (v1 ? 10 : 12) + header_size;
+  const std::string header = bytes.substr(v1 ? 10 : 12, header_size);
+  auto field = [&](const std::string& key) {
+    auto at = header.find("'" + key + "'");
+    return at == std::string::npos ? std::string() : header.substr(header.find(':', at) + 1);
+  };
+  const std::string descr = field("descr");
+  const std::map<std::string, at::ScalarType> types{{"<f4", at::kFloat}, {"<f8", at::kDouble}, {"<i8", at::kLong},
+                                                    {"<i4", at::kInt},   {"|u1", at::kByte},   {"|b1", at::kBool}};
+  at::ScalarType dtype = at::kFloat;
+  bool known = false;
+  for (const auto& [code, type] : types)
+    if (descr.find("'" + code + "'") != std::string::npos) dtype = type, known = true;
+  const std::string fortran = field("fortran_order");
+  if (!known || fortran.substr(0, fortran.find(',')).find("True") != std::string::npos) {
+    ADD_FAILURE() << file << ": unsupported .npy header " << header;
+    return {};
+  }
+  std::vector<std::int64_t> shape;
+  std::string dims = field("shape");
+  dims = dims.substr(dims.find('(') + 1, dims.find(')') - dims.find('(') - 1);
+  for (std::size_t at = 0; at < dims.size();) {
+    std::size_t end = dims.find(',', at);
+    std::string part = dims.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (part.find_first_of("0123456789") != std::string::npos) shape.push_back(std::stoll(part));
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  if (bytes.size() - start != t.nbytes()) {
+    ADD_FAILURE() << file << ": " << bytes.size() - start << " data bytes for " << t.nbytes();
+    return {};
+  }
+  std::memcpy(t.data_ptr(), bytes.data() + start, t.nbytes());
+  return t;
 }
 
 void python_fixture(const std::string& arguments, const std::string& script) {

@@ -6,6 +6,7 @@
 #include <reel/runtime/graph.h>
 #include <reel/runtime/plugin_catalog.h>
 
+#include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -56,6 +57,10 @@ std::filesystem::path shared_dir();
 // A tar archive of the shared folder (e.g. "reference/rife/weights.tar.xz") unpacked once per
 // process into a temporary folder, which is returned. Empty when the shared folder is absent.
 std::filesystem::path shared_archive(const std::string& relative);
+
+// A NumPy .npy file (format 1.0-3.0, little-endian f4/f8/i8/i4/u1/b1, C order) as a CPU tensor of
+// its dtype and shape. Fails the test and returns an undefined tensor when it cannot.
+at::Tensor read_npy(const std::filesystem::path& file);
 
 // Runs tests/fixtures/<script> (Debian's python3-torch) with `arguments`; fails the test on a
 // non-zero exit.

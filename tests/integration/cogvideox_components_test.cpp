@@ -1,0 +1,213 @@
+// CogVideoX's components on the shared tiny models (diffusers folder layout, outputs of the
+// reference implementation): the T5 tokenizer, the T5 v1.1 encoder, and the model folder's
+// config and weight handling on folders the tests build themselves.
+#include "model_folder.h"
+#include "t5.h"
+#include "test_support.h"
+#include "tokenizer.h"
+
+#include <reel/error.h>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace reel;
+using namespace reel::cogvideox;
+
+namespace {
+
+#define REQUIRE_COGVIDEOX_REFERENCE() REEL_REQUIRE_SHARED("reference/cogvideox/models/tiny-cogvideox-5b/model_index.json")
+
+fs::path reference(const std::string& relative) { return test::shared_dir() / "reference/cogvideox" / relative; }
+fs::path tiny(const std::string& variant) { return reference("models/tiny-cogvideox-" + variant); }
+
+T5Encoder text_encoder(const ModelFolder& folder) {
+  T5Encoder encoder(T5Config::from(folder.config("text_encoder")));
+  encoder.load(folder.weights("text_encoder"));
+  return encoder;
+}
+
+at::Tensor ids_tensor(const std::vector<std::int64_t>& ids) {
+  return at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+}
+
+double max_abs(const at::Tensor& a, const at::Tensor& b) { return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>(); }
+
+// A copy of a tiny model's text encoder and tokenizer that a test may edit.
+fs::path copy_text_components(const std::string& variant) {
+  fs::path dir = test::temp_dir("cogvideox-folder");
+  fs::copy(tiny(variant) / "model_index.json", dir / "model_index.json");
+  for (const char* component : {"text_encoder", "tokenizer"}) {
+    fs::copy(tiny(variant) / component, dir / component, fs::copy_options::recursive);
+    for (const auto& entry : fs::recursive_directory_iterator(dir / component))
+      fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+  }
+  return dir;
+}
+
+void edit_json(const fs::path& file, const std::function<void(json&)>& change) {
+  json j = json::parse(std::ifstream(file));
+  change(j);
+  std::ofstream(file) << j.dump(2);
+}
+
+std::string failure_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return {};
+}
+
+}  // namespace
+
+TEST(T5Tokenizer, GivesTheReferenceIdsForEveryCase) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  REEL_REQUIRE_SHARED("models/t5-tokenizer/spiece.model");
+  json cases = json::parse(std::ifstream(reference("components/tokenizer_cases.json")));
+  ASSERT_EQ(cases.size(), 6u);
+  for (const fs::path& model : {test::shared_dir() / "models/t5-tokenizer/spiece.model", tiny("5b") / "tokenizer/spiece.model"}) {
+    T5Tokenizer tokenizer(model);
+    for (const json& c : cases) {
+      SCOPED_TRACE(c["text"].get<std::string>().substr(0, 40));
+      Tokens t = tokenizer.encode(c["text"].get<std::string>(), 226);
+      EXPECT_EQ(t.ids, c["ids"].get<std::vector<std::int64_t>>());
+      // Only the 400-token prompt is cut, to 225 pieces and </s>.
+      const bool long_prompt = c["text"].get<std::string>().size() > 1000;
+      EXPECT_EQ(t.cut > 0, long_prompt);
+      if (long_prompt) {
+        EXPECT_EQ(t.length, 226);
+      }
+    }
+  }
+}
+
+TEST(T5Tokenizer, RefusesAFileThatIsNotAT5SentencePieceModel) {
+  fs::path bogus = test::temp_dir("spiece") / "spiece.model";
+  test::write_file(bogus, "not a model");
+  EXPECT_NE(failure_of([&] { T5Tokenizer t(bogus); }).find("is not a SentencePiece model"), std::string::npos);
+  EXPECT_NE(failure_of([&] { T5Tokenizer t(bogus.parent_path() / "absent.model"); }).find("does not exist"),
+            std::string::npos);
+}
+
+TEST(T5Encoder, ReproducesTheReferenceHiddenStatesWithin1e4) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  ModelFolder folder = ModelFolder::open(tiny("5b"));  // weights stored as BF16
+  T5Encoder encoder = text_encoder(folder);
+  EXPECT_EQ(encoder.config().d_model, 8);
+  at::Tensor ids = test::read_npy(reference("components/t5_input_ids.npy"));
+  at::Tensor expected = test::read_npy(reference("components/t5_last_hidden_state.npy"));
+  ASSERT_EQ(ids.sizes(), (std::vector<std::int64_t>{6, 226}));
+  at::Tensor ours = encoder.encode(ids);
+  ASSERT_EQ(ours.sizes(), expected.sizes());
+  const double error = max_abs(ours, expected);
+  std::printf("T5 hidden states: max abs %.3g (values up to %.3g)\n", error, expected.abs().max().item<double>());
+  EXPECT_LE(error, 1e-4);
+}
+
+// Prompt text to embeddings, for both prompts of two pipelines (5b: BF16 weights, 2b: F32).
+TEST(T5Encoder, PromptsBecomeThePipelinesEmbeddings) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  for (auto [variant, case_name] : {std::pair{"5b", "t2v_5b_ddim"}, std::pair{"2b", "t2v_2b_ddim"}}) {
+    SCOPED_TRACE(variant);
+    ModelFolder folder = ModelFolder::open(tiny(variant));
+    T5Tokenizer tokenizer(folder.component("tokenizer") / "spiece.model");
+    T5Encoder encoder = text_encoder(folder);
+    json call = json::parse(std::ifstream(reference("cases/" + std::string(case_name) + "/case.json")));
+    for (auto [key, file] : {std::pair{"prompt", "prompt"}, std::pair{"negative_prompt", "negative_prompt"}}) {
+      SCOPED_TRACE(key);
+      ASSERT_TRUE(call.contains(key));
+      Tokens t = tokenizer.encode(call[key].get<std::string>(), 226);
+      at::Tensor ids = ids_tensor(t.ids);
+      EXPECT_TRUE(at::equal(ids, test::read_npy(reference("cases/" + std::string(case_name) + "/" + file + "_ids.npy"))));
+      at::Tensor expected = test::read_npy(reference("cases/" + std::string(case_name) + "/" + file + "_embeds.npy"));
+      EXPECT_LE(max_abs(encoder.encode(ids), expected), 1e-4);
+    }
+  }
+}
+
+TEST(T5Encoder, Bf16StaysCloseToFp32) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  T5Encoder encoder = text_encoder(ModelFolder::open(tiny("2b")));
+  at::Tensor ids = test::read_npy(reference("components/t5_input_ids.npy"));
+  at::Tensor fp32 = encoder.encode(ids);
+  encoder.to("cpu", at::kBFloat16);
+  at::Tensor bf16 = encoder.encode(ids);
+  EXPECT_EQ(bf16.scalar_type(), at::kBFloat16);
+  const double error = max_abs(bf16, fp32), scale = fp32.abs().max().item<double>();
+  std::printf("T5 bf16 vs fp32: max abs %.3g of %.3g\n", error, scale);
+  EXPECT_LT(error, 0.05 * scale);
+}
+
+TEST(ModelFolder, NamesWhatIsMissingOrUnsupported) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  // Not a model folder at all.
+  EXPECT_NE(failure_of([] { ModelFolder::open(test::temp_dir("empty")); }).find("has no model_index.json"),
+            std::string::npos);
+
+  // A component model_index.json lists but whose folder is gone.
+  fs::path dir = copy_text_components("2b");
+  ModelFolder folder = ModelFolder::open(dir);
+  EXPECT_NE(failure_of([&] { folder.component("vae"); }).find("'vae' component (AutoencoderKLCogVideoX) is listed but its folder"),
+            std::string::npos);
+
+  // An unsupported value is refused by name, not ignored.
+  edit_json(dir / "text_encoder/config.json", [](json& j) { j["feed_forward_proj"] = "relu"; });
+  std::string message = failure_of([&] { T5Config::from(folder.config("text_encoder")); });
+  EXPECT_NE(message.find("'feed_forward_proj' is \"relu\"; reel implements only \"gated-gelu\""), std::string::npos) << message;
+  edit_json(dir / "text_encoder/config.json", [](json& j) {
+    j["feed_forward_proj"] = "gated-gelu";
+    j["d_model"] = "eight";
+  });
+  EXPECT_NE(failure_of([&] { T5Config::from(folder.config("text_encoder")); }).find("'d_model' is \"eight\", not an integer"),
+            std::string::npos);
+
+  // Config and weights that disagree: every wrong-shape tensor is named.
+  edit_json(dir / "text_encoder/config.json", [](json& j) { j["d_model"] = 16; });
+  message = failure_of([&] { text_encoder(folder); });
+  EXPECT_NE(message.find("wrong shape 20 (shared.weight is [32128, 8], expected [32128, 16]"), std::string::npos)
+      << message;
+  edit_json(dir / "text_encoder/config.json", [](json& j) { j["d_model"] = 8; });
+  EXPECT_NO_THROW(text_encoder(folder));
+
+  // A truncated weights file.
+  fs::path weights = dir / "text_encoder/model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) / 2);
+  message = failure_of([&] { text_encoder(folder); });
+  EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+}
+
+TEST(ModelFolder, ReadsShardedWeightsThroughTheirIndex) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  fs::path dir = copy_text_components("2b");
+  // Split the text encoder into two shards and an index, as large checkpoints come.
+  weights::Checkpoint whole = weights::open_checkpoint(dir / "text_encoder/model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> first, second;
+  json map = json::object();
+  for (std::size_t i = 0; i < whole.tensors().size(); ++i) {
+    auto& shard = i % 2 ? second : first;
+    shard.emplace_back(whole.tensors()[i].name, whole.read(i).clone());
+    map[whole.tensors()[i].name] = i % 2 ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+  }
+  weights::save_safetensors(dir / "text_encoder/model-00001-of-00002.safetensors", first, false);
+  weights::save_safetensors(dir / "text_encoder/model-00002-of-00002.safetensors", second, false);
+  std::ofstream(dir / "text_encoder/model.safetensors.index.json") << json{{"metadata", json::object()}, {"weight_map", map}}.dump();
+  at::Tensor ids = test::read_npy(reference("components/t5_input_ids.npy")).narrow(0, 0, 2);
+  ModelFolder folder = ModelFolder::open(dir);
+  at::Tensor sharded = text_encoder(folder).encode(ids);
+  fs::remove(dir / "text_encoder/model-00001-of-00002.safetensors");
+  fs::remove(dir / "text_encoder/model-00002-of-00002.safetensors");
+  fs::remove(dir / "text_encoder/model.safetensors.index.json");
+  EXPECT_TRUE(at::equal(sharded, text_encoder(folder).encode(ids)));
+}
