@@ -5,6 +5,7 @@
 #include "t5.h"
 #include "test_support.h"
 #include "tokenizer.h"
+#include "vae.h"
 
 #include <reel/error.h>
 
@@ -210,4 +211,76 @@ TEST(ModelFolder, ReadsShardedWeightsThroughTheirIndex) {
   fs::remove(dir / "text_encoder/model-00002-of-00002.safetensors");
   fs::remove(dir / "text_encoder/model.safetensors.index.json");
   EXPECT_TRUE(at::equal(sharded, text_encoder(folder).encode(ids)));
+}
+
+// ---- the 3D causal VAE ----
+
+namespace {
+
+Vae vae_of(const std::string& variant) {
+  ModelFolder folder = ModelFolder::open(tiny(variant));
+  Vae vae(VaeConfig::from(folder.config("vae")));
+  vae.load(folder.weights("vae"));
+  return vae;
+}
+
+}  // namespace
+
+TEST(CogVideoXVae, EncoderMomentsMatchForOneNineAndSeventeenFrames) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  Vae vae = vae_of("5b");  // BF16 weights
+  EXPECT_EQ(vae.config().spatial_factor(), 8);
+  EXPECT_EQ(vae.config().time_levels(), 2);
+  at::Tensor frames = test::read_npy(reference("components/vae_input_video_u8.npy"));  // 17 x 32 x 48 x 3
+  at::Tensor video = frames.permute({3, 0, 1, 2}).unsqueeze(0).to(at::kFloat).div(255).mul(2).sub(1);
+  for (int count : {1, 9, 17}) {
+    SCOPED_TRACE(count);
+    at::Tensor expected = test::read_npy(reference("components/vae_encode_moments_" + std::to_string(count) + "f.npy"));
+    at::Tensor ours = vae.encode(video.narrow(2, 0, count));
+    ASSERT_EQ(ours.sizes(), expected.sizes());
+    const double error = max_abs(ours, expected);
+    std::printf("VAE encode %2d frames: max abs %.3g (values up to %.3g)\n", count, error, expected.abs().max().item<double>());
+    EXPECT_LE(error, 1e-4);
+  }
+}
+
+TEST(CogVideoXVae, DecoderOutputsMatchForEveryLatentCount) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  Vae vae = vae_of("5b");
+  for (int count : {1, 3, 4, 5}) {
+    SCOPED_TRACE(count);
+    at::Tensor latents = test::read_npy(reference("components/vae_decode_in_" + std::to_string(count) + "lat.npy"));
+    at::Tensor expected = test::read_npy(reference("components/vae_decode_out_" + std::to_string(count) + "lat.npy"));
+    at::Tensor ours = vae.decode(latents);
+    ASSERT_EQ(ours.sizes(), expected.sizes());
+    const double error = max_abs(ours, expected);
+    std::printf("VAE decode %d latent frames -> %ld frames: max abs %.3g\n", count, static_cast<long>(ours.size(2)), error);
+    EXPECT_LE(error, 1e-4);
+    // Chunk by chunk, as a streaming consumer gets them: the same frames, in order.
+    std::vector<at::Tensor> chunks;
+    vae.decode(latents, [&](const at::Tensor& chunk) { chunks.push_back(chunk); });
+    EXPECT_TRUE(at::equal(at::cat(chunks, 2), ours));
+  }
+}
+
+TEST(CogVideoXVae, UnsupportedConfigValuesAreRefusedByName) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  fs::path dir = test::temp_dir("cogvideox-vae");
+  fs::copy(tiny("2b") / "vae", dir, fs::copy_options::recursive);
+  for (const auto& entry : fs::directory_iterator(dir)) fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+  auto refusal = [&](const std::function<void(json&)>& change) {
+    fs::copy_file(tiny("2b") / "vae/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+    edit_json(dir / "config.json", change);
+    return failure_of([&] { VaeConfig::from(Config::read(dir / "config.json")); });
+  };
+  EXPECT_NE(refusal([](json& j) { j["use_quant_conv"] = true; }).find("'use_quant_conv' is true; reel implements only false"),
+            std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["act_fn"] = "gelu"; }).find("'act_fn' is \"gelu\""), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["up_block_types"][1] = "UpDecoderBlock2D"; }).find("\"UpDecoderBlock2D\""),
+            std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["block_out_channels"] = {8, 6, 16, 16}; }).find("not a multiple of norm_num_groups"),
+            std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["shift_factor"] = 0.5; }).find("'shift_factor'"), std::string::npos);
 }

@@ -1,0 +1,72 @@
+#pragma once
+// CogVideoX's 3D causal VAE (diffusers' AutoencoderKLCogVideoX): an encoder from RGB video to
+// latents (4x fewer frames, 8x smaller) and a decoder back, both made of causal 3D convolutions:
+// in time each convolution sees only the current and earlier frames, the first frame repeated
+// before the start. Video is processed in temporal chunks (8 frames in, 2 latent frames out, the
+// first chunk taking the remainder) and each causal convolution hands its last k-1 input frames
+// to the next chunk (the conv cache), so a chunk's result equals the whole clip's.
+// Keys as diffusers saves them: `encoder.conv_in.conv.weight`, `decoder.up_blocks.N.resnets.M.
+// norm1.conv_y.conv.weight`, ...
+#include "model_folder.h"
+
+#include <reel/weights.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace reel::cogvideox {
+
+struct VaeConfig {
+  std::int64_t in_channels = 3, out_channels = 3, latent_channels = 16, layers_per_block = 3;
+  std::vector<std::int64_t> block_out_channels{128, 256, 256, 512};
+  std::int64_t norm_num_groups = 32;
+  double norm_eps = 1e-6;
+  std::int64_t temporal_compression_ratio = 4;
+  double scaling_factor = 1.15258426;
+  bool invert_scale_latents = false;  // CogVideoX 1.5: the pipeline scales latents the other way
+
+  // From vae/config.json; refuses block types, activations and options reel does not implement.
+  static VaeConfig from(const Config& config);
+  std::int64_t spatial_factor() const { return std::int64_t{1} << (block_out_channels.size() - 1); }
+  int time_levels() const;  // how many blocks halve time (log2 of the temporal compression)
+};
+
+class Vae {
+ public:
+  explicit Vae(VaeConfig config);
+
+  const VaeConfig& config() const noexcept { return config_; }
+  weights::Expected expected() const;
+  void load(const weights::Checkpoint& checkpoint);
+  void to(const std::string& device, at::ScalarType dtype);
+
+  // video: B x 3 x F x H x W in [-1, 1] -> B x 2*latent x ceil... moments (mean ++ logvar),
+  // F = 1 + 4k frames giving 1 + k latent frames.
+  at::Tensor encode(const at::Tensor& video) const;
+  // latents: B x latent x n x h x w (already divided by the scaling factor) -> B x 3 x F x 8h x 8w
+  // in about [-1, 1]. `on_chunk(frames)` gets each decoded chunk as soon as it is ready
+  // (B x 3 x f x H x W), in order; without it the chunks are concatenated and returned.
+  at::Tensor decode(const at::Tensor& latents,
+                    const std::function<void(const at::Tensor&)>& on_chunk = {}) const;
+
+ private:
+  using Cache = std::map<std::string, at::Tensor>;
+  const at::Tensor& w(const std::string& name) const;
+  at::Tensor causal_conv(const at::Tensor& x, const std::string& prefix, Cache& cache) const;
+  at::Tensor resnet(const at::Tensor& x, const std::string& prefix, const at::Tensor& zq, Cache& cache) const;
+  at::Tensor spatial_norm(const at::Tensor& f, const at::Tensor& zq, const std::string& prefix, Cache& cache) const;
+  at::Tensor group_norm(const at::Tensor& x, const std::string& prefix, double eps) const;
+  at::Tensor downsample(const at::Tensor& x, const std::string& prefix, bool compress_time) const;
+  at::Tensor upsample(const at::Tensor& x, const std::string& prefix, bool compress_time) const;
+  at::Tensor run_encoder(const at::Tensor& x, Cache& cache) const;
+  at::Tensor run_decoder(const at::Tensor& z, Cache& cache) const;
+
+  VaeConfig config_;
+  std::map<std::string, at::Tensor> weights_;
+};
+
+}  // namespace reel::cogvideox
