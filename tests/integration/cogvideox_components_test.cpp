@@ -8,6 +8,7 @@
 #include "vae.h"
 
 #include <reel/error.h>
+#include <reel/runtime/memory.h>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -283,4 +284,33 @@ TEST(CogVideoXVae, UnsupportedConfigValuesAreRefusedByName) {
   EXPECT_NE(refusal([](json& j) { j["block_out_channels"] = {8, 6, 16, 16}; }).find("not a multiple of norm_num_groups"),
             std::string::npos);
   EXPECT_NE(refusal([](json& j) { j["shift_factor"] = 0.5; }).find("'shift_factor'"), std::string::npos);
+}
+
+// Decoding chunk by chunk keeps the peak set by the chunk, not the clip: 13 frames' worth of
+// latents (4) against 49 frames' worth (13), 96x128 output, frames handed on and dropped.
+TEST(CogVideoXVae, StreamingDecodePeakDoesNotGrowWithClipLength) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  Vae vae = vae_of("2b");
+  auto peak_of = [&](std::int64_t latent_frames) {
+    at::manual_seed(5);
+    at::Tensor latents = at::randn({1, 16, latent_frames, 12, 16});
+    std::int64_t frames = 0;
+    release_cached_memory();
+    const std::uint64_t before = test::rss_bytes();
+    std::ofstream("/proc/self/clear_refs") << "5";  // restart the kernel's peak (VmHWM) from here
+    vae.decode(latents, [&](const at::Tensor& chunk) { frames += chunk.size(2); });
+    std::ifstream status("/proc/self/status");
+    std::uint64_t peak = 0;
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmHWM:", 0) == 0) peak = std::stoull(line.substr(6)) * 1024;
+    // An odd count decodes to 1 + 4 (n - 1) frames; an even one to 4 n (the first chunk has no lone frame).
+    EXPECT_EQ(frames, latent_frames % 2 ? (latent_frames - 1) * 4 + 1 : 4 * latent_frames);
+    return static_cast<double>(peak - std::min(peak, before));
+  };
+  peak_of(2);  // warm-up
+  const double short_clip = peak_of(4), long_clip = peak_of(13);
+  std::printf("VAE streaming decode, 96x128: peak above start %.1f MB for 13 frames, %.1f MB for 49 frames\n",
+              short_clip / 1e6, long_clip / 1e6);
+  EXPECT_LT(long_clip, short_clip * 1.2);
 }

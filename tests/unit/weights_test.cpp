@@ -139,6 +139,16 @@ TEST(SafetensorsTest, RefusesHeadersThatLieByName) {
             std::string::npos);
 }
 
+// A header of 0x80 + 256 k bytes makes the file start with 0x80, as a pickle does: still safetensors.
+TEST(SafetensorsTest, AHeaderLengthStartingWith0x80IsNotTakenForAPickle) {
+  std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  header += std::string(0x180 - header.size(), ' ');
+  Checkpoint c = weights::open_checkpoint(safetensors_with_header(header, 8));
+  EXPECT_EQ(c.format(), "safetensors");
+  ASSERT_EQ(c.tensors().size(), 1u);
+  EXPECT_EQ(c.tensors()[0].name, "w");
+}
+
 TEST(SafetensorsTest, ADeeplyNestedShapeIsRefusedWithoutRecursion) {
   const int depth = 100000;
   std::string header = R"({"w":{"dtype":"F32","shape":)" + std::string(depth, '[') + std::string(depth, ']') +

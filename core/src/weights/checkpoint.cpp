@@ -140,10 +140,13 @@ Checkpoint open_checkpoint(const fs::path& path) {
     fs::path param = fs::path(path).replace_extension(".param");
     if (fs::exists(param, ec)) return Checkpoint(open_ncnn(param, path));
   }
-  if (!head.empty() && static_cast<unsigned char>(head[0]) == 0x80)
+  // safetensors first: its 8-byte little-endian header length may well start with 0x80 (a
+  // header of 49,280 bytes does), which is also how a pickle starts.
+  if (head.size() >= 9 && head[8] == '{') return Checkpoint(open_safetensors(path));
+  // A pre-1.6 torch.save file is a bare pickle: PROTO (0x80) and a protocol number.
+  if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x80 && head[1] >= 1 && head[1] <= 5)
     refuse(path, "is in the legacy format of PyTorch before 1.6, which reel does not read",
            "re-save it with a current PyTorch: torch.save(torch.load('old.pth'), 'new.pth')");
-  if (head.size() >= 9 && head[8] == '{') return Checkpoint(open_safetensors(path));
   refuse(path, "is not a checkpoint reel reads (safetensors, a PyTorch zip checkpoint, or ncnn .param/.bin)");
 }
 
