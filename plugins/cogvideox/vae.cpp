@@ -281,17 +281,73 @@ at::Tensor Vae::encode(const at::Tensor& video) const {
   return at::cat(parts, 2);
 }
 
-at::Tensor Vae::decode(const at::Tensor& latents, const std::function<void(const at::Tensor&)>& on_chunk) const {
+at::Tensor Vae::decode(const at::Tensor& latents, const std::function<void(const at::Tensor&)>& on_chunk,
+                       const VaeTiling& tiling) const {
+  const std::int64_t factor = config_.spatial_factor();
+  const bool tiled = tiling.enabled() && (latents.size(3) > tiling.sample_height / factor ||
+                                          latents.size(4) > tiling.sample_width / factor);
   Cache cache;
+  std::vector<Cache> tile_caches;
   std::vector<at::Tensor> parts;
   for (auto [start, length] : chunks(latents.size(2), 2)) {
-    at::Tensor frames = run_decoder(latents.narrow(2, start, length), cache);
+    at::Tensor chunk = latents.narrow(2, start, length);
+    at::Tensor frames = tiled ? decode_tiled(chunk, tiling, tile_caches) : run_decoder(chunk, cache);
     if (on_chunk)
       on_chunk(frames);
     else
       parts.push_back(std::move(frames));
   }
   return parts.empty() ? at::Tensor() : at::cat(parts, 2);
+}
+
+at::Tensor Vae::decode_tiled(const at::Tensor& z, const VaeTiling& tiling, std::vector<Cache>& caches) const {
+  const std::int64_t factor = config_.spatial_factor();
+  const std::int64_t tile_h = tiling.sample_height / factor, tile_w = tiling.sample_width / factor;
+  const std::int64_t stride_h = std::max<std::int64_t>(1, static_cast<std::int64_t>(tile_h * (1 - tiling.overlap_height)));
+  const std::int64_t stride_w = std::max<std::int64_t>(1, static_cast<std::int64_t>(tile_w * (1 - tiling.overlap_width)));
+  // The overlap in output pixels is blended, the rest kept. diffusers computes the blend from the
+  // overlap factor in pixels, which equals this when the tile is a multiple of 6 (5) latents as at
+  // its defaults (30 x 45 latents: blend 40 x 72, keep 200 x 288) and otherwise misaligns the
+  // tiles; this keeps them aligned for every size.
+  const std::int64_t blend_h = (tile_h - stride_h) * factor, blend_w = (tile_w - stride_w) * factor;
+  const std::int64_t keep_h = stride_h * factor, keep_w = stride_w * factor;
+  const std::int64_t height = z.size(3), width = z.size(4);
+  std::vector<std::vector<at::Tensor>> rows;
+  std::size_t index = 0;
+  for (std::int64_t i = 0; i < height; i += stride_h) {
+    rows.emplace_back();
+    for (std::int64_t j = 0; j < width; j += stride_w, ++index) {
+      if (caches.size() <= index) caches.resize(index + 1);
+      at::Tensor tile = z.narrow(3, i, std::min(tile_h, height - i)).narrow(4, j, std::min(tile_w, width - j));
+      rows.back().push_back(run_decoder(tile, caches[index]));
+    }
+  }
+  // Blend each tile into the one above and the one to its left, in place and in this order, as
+  // diffusers does (a tile is blended with neighbours that were already blended themselves).
+  std::vector<at::Tensor> out_rows;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::vector<at::Tensor> out_row;
+    for (std::size_t c = 0; c < rows[r].size(); ++c) {
+      at::Tensor& tile = rows[r][c];
+      if (r > 0) {
+        const at::Tensor& above = rows[r - 1][c];
+        const std::int64_t extent = std::min({above.size(3), tile.size(3), blend_h});
+        for (std::int64_t y = 0; y < extent; ++y)
+          tile.select(3, y).copy_(above.select(3, above.size(3) - extent + y) * (1 - static_cast<double>(y) / extent) +
+                                  tile.select(3, y) * (static_cast<double>(y) / extent));
+      }
+      if (c > 0) {
+        const at::Tensor& left = rows[r][c - 1];
+        const std::int64_t extent = std::min({left.size(4), tile.size(4), blend_w});
+        for (std::int64_t x = 0; x < extent; ++x)
+          tile.select(4, x).copy_(left.select(4, left.size(4) - extent + x) * (1 - static_cast<double>(x) / extent) +
+                                  tile.select(4, x) * (static_cast<double>(x) / extent));
+      }
+      out_row.push_back(tile.narrow(3, 0, std::min(keep_h, tile.size(3))).narrow(4, 0, std::min(keep_w, tile.size(4))));
+    }
+    out_rows.push_back(at::cat(out_row, 4));
+  }
+  return at::cat(out_rows, 3);
 }
 
 }  // namespace reel::cogvideox

@@ -35,6 +35,15 @@ struct VaeConfig {
   int time_levels() const;  // how many blocks halve time (log2 of the temporal compression)
 };
 
+// Spatial tiles for decoding frames too large to decode whole, as diffusers' tiled decode: tiles
+// of `sample_height` x `sample_width` output pixels, overlapping by 1/6 of a tile vertically and
+// 1/5 horizontally, blended linearly across the overlap. 0 x 0: no tiling.
+struct VaeTiling {
+  std::int64_t sample_height = 0, sample_width = 0;
+  double overlap_height = 1.0 / 6, overlap_width = 1.0 / 5;
+  bool enabled() const { return sample_height > 0 && sample_width > 0; }
+};
+
 class Vae {
  public:
   explicit Vae(VaeConfig config);
@@ -50,8 +59,11 @@ class Vae {
   // latents: B x latent x n x h x w (already divided by the scaling factor) -> B x 3 x F x 8h x 8w
   // in about [-1, 1]. `on_chunk(frames)` gets each decoded chunk as soon as it is ready
   // (B x 3 x f x H x W), in order; without it the chunks are concatenated and returned.
-  at::Tensor decode(const at::Tensor& latents,
-                    const std::function<void(const at::Tensor&)>& on_chunk = {}) const;
+  // With `tiling` (and latents larger than one tile) every chunk is decoded tile by tile, each
+  // tile keeping its own conv cache, so memory is set by one tile of one chunk; the result is
+  // diffusers' tiled decode.
+  at::Tensor decode(const at::Tensor& latents, const std::function<void(const at::Tensor&)>& on_chunk = {},
+                    const VaeTiling& tiling = {}) const;
 
  private:
   using Cache = std::map<std::string, at::Tensor>;
@@ -64,6 +76,7 @@ class Vae {
   at::Tensor upsample(const at::Tensor& x, const std::string& prefix, bool compress_time) const;
   at::Tensor run_encoder(const at::Tensor& x, Cache& cache) const;
   at::Tensor run_decoder(const at::Tensor& z, Cache& cache) const;
+  at::Tensor decode_tiled(const at::Tensor& chunk, const VaeTiling& tiling, std::vector<Cache>& caches) const;
 
   VaeConfig config_;
   std::map<std::string, at::Tensor> weights_;
