@@ -212,6 +212,15 @@ TEST(ModelFolder, ReadsShardedWeightsThroughTheirIndex) {
   fs::remove(dir / "text_encoder/model-00002-of-00002.safetensors");
   fs::remove(dir / "text_encoder/model.safetensors.index.json");
   EXPECT_TRUE(at::equal(sharded, text_encoder(folder).encode(ids)));
+
+  // A truncated shard is named.
+  weights::save_safetensors(dir / "text_encoder/model-00001-of-00002.safetensors", first, false);
+  weights::save_safetensors(dir / "text_encoder/model-00002-of-00002.safetensors", second, false);
+  std::ofstream(dir / "text_encoder/model.safetensors.index.json") << json{{"metadata", json::object()}, {"weight_map", map}}.dump();
+  fs::path shard = dir / "text_encoder/model-00002-of-00002.safetensors";
+  fs::resize_file(shard, fs::file_size(shard) - 100);
+  const std::string message = failure_of([&] { text_encoder(folder); });
+  EXPECT_NE(message.find("model-00002-of-00002.safetensors"), std::string::npos) << message;
 }
 
 // ---- the 3D causal VAE ----
