@@ -58,7 +58,7 @@ TORCH_MODULE(ResConv);
 // Sequential(ConvTranspose2d(c, 24, 4, 2, 1), PixelShuffle(2)). ModuleLists give the same keys
 // (conv0.0.0.weight, convblock.3.beta, lastconv.0.weight) without Sequential's type erasure.
 struct IFBlockImpl : torch::nn::Module {
-  IFBlockImpl(int in_planes, int c) {
+  IFBlockImpl(int in_planes, int c, int last_channels) {
     auto conv0 = register_module("conv0", torch::nn::ModuleList());
     for (auto [in, out] : {std::pair{in_planes, c / 2}, std::pair{c / 2, c}}) {
       strided.emplace_back(torch::nn::Conv2dOptions(in, out, 3).stride(2).padding(1));
@@ -69,7 +69,7 @@ struct IFBlockImpl : torch::nn::Module {
       residual.emplace_back(c);
       convblock->push_back(residual.back());
     }
-    up = torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c, 4 * 6, 4).stride(2).padding(1));
+    up = torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c, last_channels, 4).stride(2).padding(1));
     register_module("lastconv", torch::nn::ModuleList(up));
   }
 
@@ -103,9 +103,12 @@ constexpr int kBlockWidths[4] = {192, 128, 96, 64};
 
 class IFNet : public FlowModel, public torch::nn::Module {
  public:
-  IFNet() {
+  // last_channels: 24 for v4.6 (flow, mask and one unused channel after the pixel shuffle), 20
+  // for v4.5 (flow and mask only); the computation is otherwise the same.
+  explicit IFNet(int last_channels) {
     for (int i = 0; i < 4; ++i)
-      blocks_.push_back(register_module("block" + std::to_string(i), IFBlock(kBlockInputs[i], kBlockWidths[i])));
+      blocks_.push_back(
+          register_module("block" + std::to_string(i), IFBlock(kBlockInputs[i], kBlockWidths[i], last_channels)));
   }
 
   at::Tensor interpolate(const at::Tensor& img0, const at::Tensor& img1, const at::Tensor& t, double scale) override {
@@ -183,28 +186,33 @@ Recognition recognise(const weights::Checkpoint& checkpoint) {
   const auto first = shape("block0.conv0.0.0.weight");
   if (has_prefix("encode.") || (first.size() == 4 && first[1] > 7))
     return {false, "a RIFE IFNet 4.7 or later (its flow blocks also take features from an 'encode' network)"};
-  if (has_prefix("block0.convblock.0.0."))
-    return {false, "a RIFE IFNet 4.0-4.3 (convolution blocks without 'beta')"};
+  if (has_prefix("block0.convblock.0.0.") || has_prefix("block0.lastconv.weight"))
+    return {false, "a RIFE IFNet 4.0-4.4 (plain convolution blocks without 'beta', a 5-channel lastconv)"};
   if (has_prefix("block4.") || !has_prefix("block3."))
-    return {false, "a RIFE IFNet with another number of flow blocks than v4.6's four"};
+    return {false, "a RIFE IFNet with another number of flow blocks than v4.5/v4.6's four"};
   const auto last = shape("block3.lastconv.0.weight");
   if (first != std::vector<std::int64_t>{96, 7, 3, 3} || shape("block1.conv0.0.0.weight").size() != 4 ||
-      shape("block1.conv0.0.0.weight")[1] != 12 || last.size() != 4 || last[1] != 24)
-    return {false, "a RIFE IFNet with other layer sizes than v4.6's (block0 takes 7 channels at width 192)"};
-  return {true, "RIFE IFNet v4.6"};
+      shape("block1.conv0.0.0.weight")[1] != 12 || last.size() != 4 || (last[1] != 24 && last[1] != 20))
+    return {false, "a RIFE IFNet with other layer sizes than v4.5/v4.6's (block0 takes 7 channels at width 192, "
+                   "lastconv gives 20 or 24)"};
+  Recognition r{true, last[1] == 24 ? "RIFE IFNet v4.6" : "RIFE IFNet v4.5"};
+  r.last_channels = static_cast<int>(last[1]);
+  return r;
 }
 
-weights::Expected ifnet_expected() {
-  IFNet network;
+weights::Expected ifnet_expected(int last_channels) {
+  IFNet network(last_channels);
   weights::Expected out;
   for (const auto& p : network.named_parameters()) out.emplace_back(p.key(), p.value().sizes().vec());
   return out;
 }
 
 std::unique_ptr<FlowModel> load_ifnet(const weights::Checkpoint& checkpoint) {
-  auto network = std::make_unique<IFNet>();
+  Recognition r = recognise(checkpoint);
+  if (!r.loadable) throw BadInputError("checkpoint " + checkpoint.path().string() + " is " + r.what);
+  auto network = std::make_unique<IFNet>(r.last_channels);
   network->eval();
-  auto tensors = weights::match(checkpoint, ifnet_expected(), "RIFE IFNet v4.6");
+  auto tensors = weights::match(checkpoint, ifnet_expected(r.last_channels), r.what);
   torch::NoGradGuard no_grad;
   auto params = network->named_parameters();
   for (const auto& [name, tensor] : tensors) params[name].copy_(tensor);

@@ -1,7 +1,8 @@
 #pragma once
 // The frame interpolation networks interpolator.rife runs.
 //
-//   IFNet v4.6   RIFE's flow network as published (Practical-RIFE 4.6): four IFBlocks that each
+//   IFNet v4.6   RIFE's flow network as published (Practical-RIFE 4.6, and 4.5 whose last layer
+//                lacks one unused channel): four IFBlocks that each
 //                estimate the two flows to time t and a blend mask at 1/8, 1/4, 1/2 and 1/1 of
 //                the (scaled) frame, refining the previous block's estimate; the frame is both
 //                inputs warped backwards (bilinear, border) and blended by sigmoid(mask). Keys as
@@ -41,17 +42,19 @@ at::Tensor model_input(const at::Tensor& image, int multiple, const std::string&
 at::Tensor interpolate_cropped(FlowModel& model, const at::Tensor& img0, const at::Tensor& img1, double t,
                                double scale, std::int64_t height, std::int64_t width);
 
-// What a checkpoint is, as far as interpolation goes: `loadable` for IFNet v4.6's exact layout;
-// otherwise `what` names what was recognised instead (another RIFE version, not RIFE at all).
+// What a checkpoint is, as far as interpolation goes: `loadable` for IFNet v4.6's layout (or
+// v4.5's, the same but for lastconv's 20 channels instead of 24); otherwise `what` names what was
+// recognised instead (another RIFE version, not RIFE at all).
 struct Recognition {
   bool loadable = false;
   std::string what;
+  int last_channels = 24;  // lastconv's output channels: 24 (v4.6) or 20 (v4.5)
 };
 Recognition recognise(const weights::Checkpoint& checkpoint);
 
-// IFNet v4.6, its parameter names and shapes, and one built from a checkpoint (which must be
-// recognised as loadable; mismatches are named by weights::match).
-weights::Expected ifnet_expected();
+// IFNet's parameter names and shapes, and one built from a checkpoint (which must be recognised
+// as loadable; mismatches are named by weights::match).
+weights::Expected ifnet_expected(int last_channels = 24);
 std::unique_ptr<FlowModel> load_ifnet(const weights::Checkpoint& checkpoint);
 
 // A TorchScript module (torch.jit.save) with the (img0, img1, t) -> frame contract, on the CPU.

@@ -30,7 +30,7 @@ std::string format_scale(double scale) {
 std::optional<DetectedModel> detect_model(const weights::Checkpoint& checkpoint) {
   Recognition r = recognise(checkpoint);
   if (!r.loadable) return std::nullopt;
-  return DetectedModel{r.what, 1, ifnet_expected()};
+  return DetectedModel{r.what, 1, ifnet_expected(r.last_channels)};
 }
 
 class Rife : public Node {
@@ -54,7 +54,7 @@ class Rife : public Node {
       Recognition r = recognise(checkpoint);
       if (!r.loadable)
         throw BadInputError("checkpoint " + model_.string() + " is " + r.what +
-                                "; interpolator.rife runs RIFE IFNet v4.6 (and TorchScript modules)",
+                                "; interpolator.rife runs RIFE IFNet v4.5 and v4.6 (and TorchScript modules)",
                             "docs/nodes.md lists the RIFE versions that load; `reel models " +
                                 model_.parent_path().string() + "` shows what each checkpoint holds");
       what = r.what + " (" + checkpoint.format() + ")";
@@ -218,7 +218,7 @@ class Rife : public Node {
 NodeType rife_node_type(std::function<void(double)> before_model) {
   return {
       .name = "interpolator.rife",
-      .description = "RIFE frame interpolation (IFNet v4.6 from safetensors or PyTorch checkpoints, or a TorchScript "
+      .description = "RIFE frame interpolation (IFNet v4.6 or v4.5 from safetensors or PyTorch checkpoints, or a TorchScript "
                      "flow model): N frames -> (N-1)*m+1 at fps*m, or any target rate at exact times",
       .params = {ParamSpec::string("model", "", "Checkpoint path (flownet.pkl, .pth, .safetensors, TorchScript), or a "
                                                 "model name looked up in the model folders")

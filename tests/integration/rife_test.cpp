@@ -302,6 +302,29 @@ TEST(RifeReference, TheNodeMatchesTheReferencePngsAtEveryTAndScale) {
   }
 }
 
+// v4.5 is v4.6 without the sixth (unused) channel after lastconv's pixel shuffle: v4.6 weights
+// cut to v4.5's shapes must give the same frames.
+TEST(RifeReference, AV45CheckpointLoadsAndComputesAsV46) {
+  REQUIRE_RIFE_REFERENCE();
+  weights::Checkpoint v46 = weights::open_checkpoint(rife_weights("model.safetensors"));
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (std::size_t i = 0; i < v46.tensors().size(); ++i) {
+    const std::string& name = v46.tensors()[i].name;
+    at::Tensor t = v46.read(i);
+    if (name.find("lastconv.0.") != std::string::npos) t = t.narrow(name.ends_with("weight") ? 1 : 0, 0, 20).contiguous();
+    tensors.emplace_back(name, t);
+  }
+  fs::path file = test::temp_dir("rife-v45") / "v45.safetensors";
+  weights::save_safetensors(file, tensors, false);
+  interp::Recognition r = interp::recognise(weights::open_checkpoint(file));
+  EXPECT_TRUE(r.loadable);
+  EXPECT_EQ(r.what, "RIFE IFNet v4.5");
+  at::Tensor a = read_image(reference("a0.png")), b = read_image(reference("a1.png"));
+  at::Tensor ours = interpolate(*ifnet(file), a, b, 0.25, 1);
+  at::Tensor expected = test::read_npy(reference("a_s1_t0.25.npy"));
+  EXPECT_LE((ours - expected).abs().max().item<double>(), 1e-4);
+}
+
 TEST(RifeReference, IsDeterministicOnTheCpu) {
   REQUIRE_RIFE_REFERENCE();
   at::Tensor a = read_image(reference("a0.png")), b = read_image(reference("a1.png"));
@@ -555,7 +578,7 @@ TEST(RifeConfigure, BadSettingsAndOtherModelsAreNamedBeforeAnythingLoads) {
   EXPECT_NE(failure_of({{"model", v47}}).find("RIFE IFNet 4.7 or later"), std::string::npos);
   std::string v40 = save("v40.safetensors", {{"block0.conv0.0.0.weight", at::zeros({120, 7, 3, 3})},
                                              {"block0.convblock.0.0.weight", at::zeros({240, 240, 3, 3})}});
-  EXPECT_NE(failure_of({{"model", v40}}).find("RIFE IFNet 4.0-4.3"), std::string::npos);
+  EXPECT_NE(failure_of({{"model", v40}}).find("RIFE IFNet 4.0-4.4"), std::string::npos);
   std::string esrgan = save("esrgan.safetensors", {{"body.0.weight", at::zeros({64, 3, 3, 3})}});
   EXPECT_NE(failure_of({{"model", esrgan}}).find("not a RIFE IFNet checkpoint"), std::string::npos);
 }
