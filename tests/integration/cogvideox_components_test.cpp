@@ -5,6 +5,7 @@
 #include "t5.h"
 #include "test_support.h"
 #include "tokenizer.h"
+#include "transformer.h"
 #include "vae.h"
 
 #include <reel/error.h>
@@ -346,4 +347,40 @@ TEST(CogVideoXVae, StreamingDecodePeakDoesNotGrowWithClipLength) {
   std::printf("VAE streaming decode, 96x128: peak above start %.1f MB for 13 frames, %.1f MB for 49 frames\n",
               short_clip / 1e6, long_clip / 1e6);
   EXPECT_LT(long_clip, short_clip * 1.2);
+}
+
+// ---- the transformer ----
+
+class CogVideoXTransformerReference : public testing::TestWithParam<std::string> {};
+
+// One forward pass on the reference's inputs (batch of 2, timesteps 999 and 421, its RoPE tables).
+TEST_P(CogVideoXTransformerReference, MatchesTheReferenceWithin1e4) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  const std::string variant = GetParam();
+  ModelFolder folder = ModelFolder::open(tiny(variant));
+  Transformer transformer(TransformerConfig::from(folder.config("transformer")));
+  transformer.load(folder.weights("transformer"));
+  const fs::path dir = reference("components/transformer_tiny-cogvideox-" + variant);
+  at::Tensor out = transformer.forward(test::read_npy(dir / "hidden_states.npy"), test::read_npy(dir / "encoder_hidden_states.npy"),
+                                       test::read_npy(dir / "timestep.npy"), test::read_npy(dir / "rope_cos.npy"),
+                                       test::read_npy(dir / "rope_sin.npy"));
+  at::Tensor expected = test::read_npy(dir / "out.npy");
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  const double error = max_abs(out, expected);
+  std::printf("transformer %s: max abs %.3g (values up to %.3g)\n", variant.c_str(), error,
+              expected.abs().max().item<double>());
+  EXPECT_LE(error, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, CogVideoXTransformerReference, testing::Values("5b", "5b-i2v"));
+
+TEST(CogVideoXTransformer, LayoutsNotImplementedYetAreRefusedByName) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  EXPECT_NE(failure_of([] { TransformerConfig::from(ModelFolder::open(tiny("2b")).config("transformer")); })
+                .find("'use_rotary_positional_embeddings' is false"),
+            std::string::npos);
+  EXPECT_NE(failure_of([] { TransformerConfig::from(ModelFolder::open(reference("models/tiny-cogvideox1.5-5b-i2v")).config("transformer")); })
+                .find("'patch_size_t'"),
+            std::string::npos);
 }

@@ -1,0 +1,208 @@
+#include "transformer.h"
+
+#include <reel/error.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace reel::cogvideox {
+
+TransformerConfig TransformerConfig::from(const Config& config) {
+  TransformerConfig c;
+  c.heads = config.integer("num_attention_heads", 30);
+  c.head_dim = config.integer("attention_head_dim", 64);
+  c.in_channels = config.integer("in_channels", 16);
+  c.out_channels = config.integer("out_channels", 16);
+  c.layers = config.integer("num_layers", 30);
+  c.time_embed_dim = config.integer("time_embed_dim", 512);
+  c.text_embed_dim = config.integer("text_embed_dim", 4096);
+  c.patch = config.integer("patch_size", 2);
+  c.max_text_length = config.integer("max_text_seq_length", 226);
+  c.sample_width = config.integer("sample_width", 90);
+  c.sample_height = config.integer("sample_height", 60);
+  c.sample_frames = config.integer("sample_frames", 49);
+  c.temporal_compression = config.integer("temporal_compression_ratio", 4);
+  c.norm_eps = config.number("norm_eps", 1e-5);
+  c.attention_bias = config.boolean("attention_bias", true);
+  c.rotary = config.boolean("use_rotary_positional_embeddings", false);
+  c.learned_positions = config.boolean("use_learned_positional_embeddings", false);
+  c.flip_sin_to_cos = config.boolean("flip_sin_to_cos", true);
+  c.freq_shift = config.integer("freq_shift", 0);
+  config.choice("activation_fn", {"gelu-approximate"}, "gelu-approximate");
+  config.choice("timestep_activation_fn", {"silu"}, "silu");
+  auto refuse = [&](const std::string& what) {
+    throw BadInputError("config " + config.file().string() + ": " + what);
+  };
+  if (config.values().contains("patch_size_t") && !config.values()["patch_size_t"].is_null())
+    refuse("'patch_size_t' is " + config.values()["patch_size_t"].dump() +
+           " (the CogVideoX 1.5 layout with temporal patches and an ofs embedding), which reel does not implement yet");
+  config.require("norm_elementwise_affine", true);
+  config.require("patch_bias", true);
+  if (!c.rotary)
+    refuse("'use_rotary_positional_embeddings' is false (the CogVideoX-2b layout with a 3D sin-cos position table), "
+           "which reel does not implement yet");
+  config.require("ofs_embed_dim", nullptr);
+  if (c.heads < 1 || c.head_dim < 2 || c.head_dim % 2 || c.layers < 1 || c.patch < 1 || c.time_embed_dim < 1)
+    refuse("the attention, layer or patch sizes are out of range");
+  return c;
+}
+
+Transformer::Transformer(TransformerConfig config) : config_(config) {}
+
+weights::Expected Transformer::expected() const {
+  const std::int64_t d = config_.inner(), t = config_.time_embed_dim, p = config_.patch;
+  weights::Expected e;
+  auto linear = [&](const std::string& name, std::int64_t out, std::int64_t in, bool bias = true) {
+    e.push_back({name + ".weight", {out, in}});
+    if (bias) e.push_back({name + ".bias", {out}});
+  };
+  auto norm = [&](const std::string& name, std::int64_t n) {
+    e.push_back({name + ".weight", {n}});
+    e.push_back({name + ".bias", {n}});
+  };
+  e.push_back({"patch_embed.proj.weight", {d, config_.in_channels, p, p}});
+  e.push_back({"patch_embed.proj.bias", {d}});
+  linear("patch_embed.text_proj", d, config_.text_embed_dim);
+  if (config_.learned_positions) {
+    const std::int64_t frames = (config_.sample_frames - 1) / config_.temporal_compression + 1;
+    e.push_back({"patch_embed.pos_embedding",
+                 {1, config_.max_text_length + frames * (config_.sample_height / p) * (config_.sample_width / p), d}});
+  }
+  linear("time_embedding.linear_1", t, d);
+  linear("time_embedding.linear_2", t, t);
+  for (std::int64_t i = 0; i < config_.layers; ++i) {
+    const std::string b = "transformer_blocks." + std::to_string(i) + ".";
+    for (const char* n : {"norm1", "norm2"}) {
+      linear(b + n + ".linear", 6 * d, t);
+      norm(b + n + ".norm", d);
+    }
+    for (const char* q : {"to_q", "to_k", "to_v"}) linear(b + "attn1." + q, d, d, config_.attention_bias);
+    norm(b + "attn1.norm_q", config_.head_dim);
+    norm(b + "attn1.norm_k", config_.head_dim);
+    linear(b + "attn1.to_out.0", d, d);
+    linear(b + "ff.net.0.proj", 4 * d, d);
+    linear(b + "ff.net.2", d, 4 * d);
+  }
+  norm("norm_final", d);
+  linear("norm_out.linear", 2 * d, t);
+  norm("norm_out.norm", d);
+  linear("proj_out", p * p * config_.out_channels, d);
+  return e;
+}
+
+void Transformer::load(const weights::Checkpoint& checkpoint) {
+  weights_.clear();
+  for (auto& [name, tensor] : weights::match(checkpoint, expected(), "CogVideoX transformer"))
+    weights_[name] = tensor.to(at::kFloat).clone();
+}
+
+void Transformer::to(const std::string& device, at::ScalarType dtype) {
+  for (auto& [name, tensor] : weights_) tensor = tensor.to(device, dtype);
+}
+
+at::Tensor Transformer::linear(const at::Tensor& x, const std::string& prefix) const {
+  auto bias = weights_.find(prefix + ".bias");
+  return at::linear(x, w(prefix + ".weight"), bias == weights_.end() ? at::Tensor() : bias->second);
+}
+
+at::Tensor Transformer::layer_norm(const at::Tensor& x, const std::string& prefix, double eps) const {
+  return at::layer_norm(x, {x.size(-1)}, w(prefix + ".weight"), w(prefix + ".bias"), eps);
+}
+
+namespace {
+
+// Sinusoidal timestep features: exp(-ln(10000) i / (half - shift)) frequencies, sin then cos,
+// swapped to cos then sin when flip_sin_to_cos.
+at::Tensor timestep_features(const at::Tensor& timesteps, std::int64_t dim, bool flip, std::int64_t shift) {
+  const std::int64_t half = dim / 2;
+  at::Tensor exponent = at::arange(half, timesteps.options().dtype(at::kFloat)) * (-std::log(10000.0));
+  at::Tensor frequencies = at::exp(exponent / static_cast<double>(half - shift));
+  at::Tensor angles = timesteps.to(at::kFloat).unsqueeze(1) * frequencies.unsqueeze(0);
+  at::Tensor features = flip ? at::cat({at::cos(angles), at::sin(angles)}, -1) : at::cat({at::sin(angles), at::cos(angles)}, -1);
+  if (dim % 2) features = at::constant_pad_nd(features, {0, 1}, 0);
+  return features;
+}
+
+// Rotary embedding on pairs of channels (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin), in fp32.
+at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  at::Tensor pairs = x.reshape({x.size(0), x.size(1), x.size(2), -1, 2});
+  at::Tensor rotated = at::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).flatten(3);
+  return (x.to(at::kFloat) * cos + rotated.to(at::kFloat) * sin).to(x.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
+                                const at::Tensor& rope_cos, const at::Tensor& rope_sin) const {
+  const std::int64_t batch = latents.size(0), frames = latents.size(1), channels = latents.size(2);
+  const std::int64_t height = latents.size(3), width = latents.size(4), p = config_.patch, d = config_.inner();
+  const std::int64_t text_length = text.size(1), heads = config_.heads, hd = config_.head_dim;
+
+  // Timestep embedding.
+  at::Tensor emb = timestep_features(timesteps, d, config_.flip_sin_to_cos, config_.freq_shift).to(latents.scalar_type());
+  emb = linear(at::silu(linear(emb, "time_embedding.linear_1")), "time_embedding.linear_2");
+
+  // Patches and text to tokens.
+  at::Tensor image = at::conv2d(latents.reshape({-1, channels, height, width}), w("patch_embed.proj.weight"),
+                                w("patch_embed.proj.bias"), p);
+  image = image.view({batch, frames, d, -1}).transpose(2, 3).flatten(1, 2);  // B x (F h w) x d
+  at::Tensor tokens = at::cat({linear(text, "patch_embed.text_proj"), image}, 1);
+  if (config_.learned_positions) {
+    if (height != config_.sample_height || width != config_.sample_width)
+      throw BadInputError("this CogVideoX I2V transformer has a learned position table for " +
+                          std::to_string(config_.sample_height * 8) + "x" + std::to_string(config_.sample_width * 8) +
+                          " videos only, not " + std::to_string(height * 8) + "x" + std::to_string(width * 8));
+    if ((frames - 1) * config_.temporal_compression + 1 != config_.sample_frames)
+      throw BadInputError("this CogVideoX I2V transformer has a learned position table for " +
+                          std::to_string(config_.sample_frames) + " frames only, not " +
+                          std::to_string((frames - 1) * config_.temporal_compression + 1));
+    const at::Tensor& table = w("patch_embed.pos_embedding");
+    tokens = tokens + table.narrow(1, 0, tokens.size(1)).to(tokens.scalar_type());
+  }
+  at::Tensor enc = tokens.narrow(1, 0, text_length), hidden = tokens.narrow(1, text_length, tokens.size(1) - text_length);
+  const at::Tensor cos = rope_cos.to(at::kFloat).view({1, 1, rope_cos.size(0), rope_cos.size(1)});
+  const at::Tensor sin = rope_sin.to(at::kFloat).view({1, 1, rope_sin.size(0), rope_sin.size(1)});
+
+  for (std::int64_t i = 0; i < config_.layers; ++i) {
+    const std::string b = "transformer_blocks." + std::to_string(i) + ".";
+    // Adaptive LayerNorm: shift, scale, gate for the video and the text tokens from the timestep.
+    auto modulate = [&](const std::string& norm) {
+      auto parts = linear(at::silu(emb), b + norm + ".linear").unsqueeze(1).chunk(6, -1);
+      at::Tensor h = layer_norm(hidden, b + norm + ".norm", config_.norm_eps) * (1 + parts[1]) + parts[0];
+      at::Tensor e = layer_norm(enc, b + norm + ".norm", config_.norm_eps) * (1 + parts[4]) + parts[3];
+      return std::tuple{h, e, parts[2], parts[5]};
+    };
+    auto [h, e, gate, enc_gate] = modulate("norm1");
+    at::Tensor joint = at::cat({e, h}, 1);
+    auto project = [&](const char* name, const char* norm) {
+      at::Tensor x = linear(joint, b + "attn1." + name).view({batch, -1, heads, hd}).transpose(1, 2);
+      if (!norm) return x;
+      return at::layer_norm(x, {hd}, w(b + "attn1." + norm + ".weight"), w(b + "attn1." + norm + ".bias"), 1e-6);
+    };
+    at::Tensor q = project("to_q", "norm_q"), k = project("to_k", "norm_k"), v = project("to_v", nullptr);
+    const std::int64_t video = q.size(2) - text_length;
+    q = at::cat({q.narrow(2, 0, text_length), rotate(q.narrow(2, text_length, video), cos, sin)}, 2);
+    k = at::cat({k.narrow(2, 0, text_length), rotate(k.narrow(2, text_length, video), cos, sin)}, 2);
+    at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
+    at::Tensor attended = at::matmul(at::softmax(scores, -1), v).transpose(1, 2).reshape({batch, -1, d});
+    attended = linear(attended, b + "attn1.to_out.0");
+    hidden = hidden + gate * attended.narrow(1, text_length, video);
+    enc = enc + enc_gate * attended.narrow(1, 0, text_length);
+
+    auto [h2, e2, gate2, enc_gate2] = modulate("norm2");
+    at::Tensor ff = linear(at::gelu(linear(at::cat({e2, h2}, 1), b + "ff.net.0.proj"), "tanh"), b + "ff.net.2");
+    hidden = hidden + gate2 * ff.narrow(1, text_length, video);
+    enc = enc + enc_gate2 * ff.narrow(1, 0, text_length);
+  }
+
+  hidden = layer_norm(hidden, "norm_final", config_.norm_eps);
+  auto shift_scale = linear(at::silu(emb), "norm_out.linear").unsqueeze(1).chunk(2, -1);  // shift, then scale
+  hidden = layer_norm(hidden, "norm_out.norm", config_.norm_eps) * (1 + shift_scale[1]) + shift_scale[0];
+  hidden = linear(hidden, "proj_out");
+  // Patches back to latents: B x F x h x w x C x p x p -> B x F x C x H x W.
+  at::Tensor out = hidden.reshape({batch, frames, height / p, width / p, -1, p, p});
+  return out.permute({0, 1, 4, 2, 5, 3, 6}).flatten(5, 6).flatten(3, 4);
+}
+
+}  // namespace reel::cogvideox

@@ -1,0 +1,60 @@
+#pragma once
+// CogVideoX's denoising transformer (diffusers' CogVideoXTransformer3DModel): the latent video cut
+// into 2x2 patches and the prompt's T5 states projected to the same width, then blocks of joint
+// attention over text and video tokens (per-head LayerNorm on queries and keys, rotary position
+// embedding on the video tokens) and a GELU feed-forward, each modulated by the timestep through
+// adaptive LayerNorms (shift, scale, gate); a final adaptive norm and the projection back to
+// patches. Keys as diffusers saves them: `patch_embed.proj.weight`, `transformer_blocks.N.attn1.
+// to_q.weight`, ..., `proj_out.weight`.
+//
+// Implemented so far: the CogVideoX-5b and 5b-I2V layouts (rotary embedding; the I2V's learned
+// position table). The 2b layout (3D sin-cos position table) and 1.5 (temporal patches, ofs) are
+// refused at configure time by name.
+#include "model_folder.h"
+
+#include <reel/weights.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+
+namespace reel::cogvideox {
+
+struct TransformerConfig {
+  std::int64_t heads = 48, head_dim = 64, in_channels = 16, out_channels = 16, layers = 42;
+  std::int64_t time_embed_dim = 512, text_embed_dim = 4096, patch = 2, max_text_length = 226;
+  std::int64_t sample_width = 90, sample_height = 60, sample_frames = 49, temporal_compression = 4;
+  double norm_eps = 1e-5;
+  bool attention_bias = true, rotary = true, learned_positions = false;
+  bool flip_sin_to_cos = true;
+  std::int64_t freq_shift = 0;
+
+  static TransformerConfig from(const Config& config);
+  std::int64_t inner() const { return heads * head_dim; }
+};
+
+class Transformer {
+ public:
+  explicit Transformer(TransformerConfig config);
+
+  const TransformerConfig& config() const noexcept { return config_; }
+  weights::Expected expected() const;
+  void load(const weights::Checkpoint& checkpoint);
+  void to(const std::string& device, at::ScalarType dtype);
+
+  // latents: B x F x C x H x W; text: B x L x text_embed_dim; timesteps: B (int64 or float);
+  // rope_cos / rope_sin: (F * H/2 * W/2) x head_dim. Returns B x F x out_channels x H x W.
+  at::Tensor forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
+                     const at::Tensor& rope_cos, const at::Tensor& rope_sin) const;
+
+ private:
+  const at::Tensor& w(const std::string& name) const { return weights_.at(name); }
+  at::Tensor linear(const at::Tensor& x, const std::string& prefix) const;
+  at::Tensor layer_norm(const at::Tensor& x, const std::string& prefix, double eps) const;
+
+  TransformerConfig config_;
+  std::map<std::string, at::Tensor> weights_;
+};
+
+}  // namespace reel::cogvideox
