@@ -24,6 +24,8 @@ TransformerConfig TransformerConfig::from(const Config& config) {
   c.sample_frames = config.integer("sample_frames", 49);
   c.temporal_compression = config.integer("temporal_compression_ratio", 4);
   c.norm_eps = config.number("norm_eps", 1e-5);
+  c.spatial_interpolation = config.number("spatial_interpolation_scale", 1.875);
+  c.temporal_interpolation = config.number("temporal_interpolation_scale", 1.0);
   c.attention_bias = config.boolean("attention_bias", true);
   c.rotary = config.boolean("use_rotary_positional_embeddings", false);
   c.learned_positions = config.boolean("use_learned_positional_embeddings", false);
@@ -39,9 +41,8 @@ TransformerConfig TransformerConfig::from(const Config& config) {
            " (the CogVideoX 1.5 layout with temporal patches and an ofs embedding), which reel does not implement yet");
   config.require("norm_elementwise_affine", true);
   config.require("patch_bias", true);
-  if (!c.rotary)
-    refuse("'use_rotary_positional_embeddings' is false (the CogVideoX-2b layout with a 3D sin-cos position table), "
-           "which reel does not implement yet");
+  if (!c.rotary && c.learned_positions)
+    refuse("learned position embeddings without rotary ones: no CogVideoX model has that layout");
   config.require("ofs_embed_dim", nullptr);
   if (c.heads < 1 || c.head_dim < 2 || c.head_dim % 2 || c.layers < 1 || c.patch < 1 || c.time_embed_dim < 1)
     refuse("the attention, layer or patch sizes are out of range");
@@ -133,8 +134,77 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 
 }  // namespace
 
+namespace {
+
+// cos and sin of pos x theta^(-2i/dim), each frequency repeated for its pair of channels: S x dim.
+std::pair<at::Tensor, at::Tensor> rotary_1d(std::int64_t dim, const at::Tensor& positions) {
+  at::Tensor exponents = at::arange(0, dim, 2, positions.options()) / static_cast<double>(dim);
+  at::Tensor frequencies = at::reciprocal(at::pow(10000.0, exponents));
+  at::Tensor angles = at::outer(positions, frequencies);
+  return {angles.cos().repeat_interleave(2, 1), angles.sin().repeat_interleave(2, 1)};
+}
+
+// sin and cos of pos x 10000^(-i/(dim/2)), in float64 as the reference: M x dim.
+at::Tensor sincos_1d(std::int64_t dim, const at::Tensor& positions) {
+  at::Tensor omega = at::arange(dim / 2, positions.options().dtype(at::kDouble)) / (dim / 2.0);
+  omega = at::reciprocal(at::pow(10000.0, omega));
+  at::Tensor angles = at::outer(positions.reshape({-1}).to(at::kDouble), omega);
+  return at::cat({angles.sin(), angles.cos()}, 1);
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> Transformer::rotary_tables(std::int64_t frames, std::int64_t height,
+                                                            std::int64_t width) const {
+  const std::int64_t p = config_.patch, grid_h = height / p, grid_w = width / p;
+  const double base_w = static_cast<double>(config_.sample_width / p), base_h = static_cast<double>(config_.sample_height / p);
+  // Fit the grid into the sample grid keeping its aspect, centred (Python's round: half to even).
+  double top = 0, left = 0, bottom = 0, right = 0;
+  if (static_cast<double>(grid_h) / grid_w > base_h / base_w) {
+    const double resized_w = std::nearbyint(base_h / grid_h * grid_w);
+    top = std::nearbyint((base_h - base_h) / 2.0), left = std::nearbyint((base_w - resized_w) / 2.0);
+    bottom = top + base_h, right = left + resized_w;
+  } else {
+    const double resized_h = std::nearbyint(base_w / grid_w * grid_h);
+    top = std::nearbyint((base_h - resized_h) / 2.0), left = std::nearbyint((base_w - base_w) / 2.0);
+    bottom = top + resized_h, right = left + base_w;
+  }
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor ys = at::linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, options);
+  at::Tensor xs = at::linspace(left, right * (grid_w - 1) / grid_w, grid_w, options);
+  at::Tensor ts = at::linspace(0, static_cast<double>(frames) * (frames - 1) / frames, frames, options);
+  const std::int64_t d = config_.head_dim, dim_t = d / 4, dim_hw = d / 8 * 3;
+  auto [t_cos, t_sin] = rotary_1d(dim_t, ts);
+  auto [h_cos, h_sin] = rotary_1d(dim_hw, ys);
+  auto [w_cos, w_sin] = rotary_1d(dim_hw, xs);
+  auto combine = [&](const at::Tensor& t, const at::Tensor& h, const at::Tensor& w) {
+    return at::cat({t.view({frames, 1, 1, -1}).expand({frames, grid_h, grid_w, -1}),
+                    h.view({1, grid_h, 1, -1}).expand({frames, grid_h, grid_w, -1}),
+                    w.view({1, 1, grid_w, -1}).expand({frames, grid_h, grid_w, -1})},
+                   -1)
+        .reshape({frames * grid_h * grid_w, -1});
+  };
+  return {combine(t_cos, h_cos, w_cos), combine(t_sin, h_sin, w_sin)};
+}
+
+at::Tensor Transformer::sincos_positions(std::int64_t frames, std::int64_t height, std::int64_t width) const {
+  const std::int64_t p = config_.patch, grid_h = height / p, grid_w = width / p, d = config_.inner();
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  // Spatial: 3/4 of the channels, half for the column and half for the row coordinate.
+  at::Tensor xs = (at::arange(grid_w, options) / config_.spatial_interpolation).view({1, grid_w}).expand({grid_h, grid_w});
+  at::Tensor ys = (at::arange(grid_h, options) / config_.spatial_interpolation).view({grid_h, 1}).expand({grid_h, grid_w});
+  const std::int64_t spatial = 3 * d / 4, temporal = d / 4;
+  at::Tensor space = at::cat({sincos_1d(spatial / 2, xs), sincos_1d(spatial / 2, ys)}, 1);  // (h w) x 3d/4
+  at::Tensor time = sincos_1d(temporal, at::arange(frames, options) / config_.temporal_interpolation);  // F x d/4
+  at::Tensor table = at::cat({time.view({frames, 1, temporal}).expand({frames, grid_h * grid_w, temporal}),
+                              space.view({1, grid_h * grid_w, spatial}).expand({frames, grid_h * grid_w, spatial})},
+                             -1)
+                         .reshape({frames * grid_h * grid_w, d});
+  return at::cat({at::zeros({config_.max_text_length, d}, table.options()), table}, 0).unsqueeze(0).to(at::kFloat);
+}
+
 at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
-                                const at::Tensor& rope_cos, const at::Tensor& rope_sin) const {
+                                at::Tensor rope_cos, at::Tensor rope_sin) const {
   const std::int64_t batch = latents.size(0), frames = latents.size(1), channels = latents.size(2);
   const std::int64_t height = latents.size(3), width = latents.size(4), p = config_.patch, d = config_.inner();
   const std::int64_t text_length = text.size(1), heads = config_.heads, hd = config_.head_dim;
@@ -160,9 +230,20 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
     const at::Tensor& table = w("patch_embed.pos_embedding");
     tokens = tokens + table.narrow(1, 0, tokens.size(1)).to(tokens.scalar_type());
   }
+  if (!config_.rotary) {
+    at::Tensor table = sincos_positions(frames, height, width);
+    if (table.size(1) != tokens.size(1))
+      throw BadInputError("the prompt has " + std::to_string(text_length) + " tokens; this CogVideoX transformer takes " +
+                          std::to_string(config_.max_text_length));
+    tokens = tokens + table.to(tokens.device(), tokens.scalar_type());
+  }
   at::Tensor enc = tokens.narrow(1, 0, text_length), hidden = tokens.narrow(1, text_length, tokens.size(1) - text_length);
-  const at::Tensor cos = rope_cos.to(at::kFloat).view({1, 1, rope_cos.size(0), rope_cos.size(1)});
-  const at::Tensor sin = rope_sin.to(at::kFloat).view({1, 1, rope_sin.size(0), rope_sin.size(1)});
+  at::Tensor cos, sin;
+  if (config_.rotary) {
+    if (!rope_cos.defined()) std::tie(rope_cos, rope_sin) = rotary_tables(frames, height, width);
+    cos = rope_cos.to(latents.device(), at::kFloat).view({1, 1, rope_cos.size(0), rope_cos.size(1)});
+    sin = rope_sin.to(latents.device(), at::kFloat).view({1, 1, rope_sin.size(0), rope_sin.size(1)});
+  }
 
   for (std::int64_t i = 0; i < config_.layers; ++i) {
     const std::string b = "transformer_blocks." + std::to_string(i) + ".";
@@ -182,8 +263,10 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
     };
     at::Tensor q = project("to_q", "norm_q"), k = project("to_k", "norm_k"), v = project("to_v", nullptr);
     const std::int64_t video = q.size(2) - text_length;
-    q = at::cat({q.narrow(2, 0, text_length), rotate(q.narrow(2, text_length, video), cos, sin)}, 2);
-    k = at::cat({k.narrow(2, 0, text_length), rotate(k.narrow(2, text_length, video), cos, sin)}, 2);
+    if (config_.rotary) {
+      q = at::cat({q.narrow(2, 0, text_length), rotate(q.narrow(2, text_length, video), cos, sin)}, 2);
+      k = at::cat({k.narrow(2, 0, text_length), rotate(k.narrow(2, text_length, video), cos, sin)}, 2);
+    }
     at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
     at::Tensor attended = at::matmul(at::softmax(scores, -1), v).transpose(1, 2).reshape({batch, -1, d});
     attended = linear(attended, b + "attn1.to_out.0");

@@ -7,9 +7,9 @@
 // patches. Keys as diffusers saves them: `patch_embed.proj.weight`, `transformer_blocks.N.attn1.
 // to_q.weight`, ..., `proj_out.weight`.
 //
-// Implemented so far: the CogVideoX-5b and 5b-I2V layouts (rotary embedding; the I2V's learned
-// position table). The 2b layout (3D sin-cos position table) and 1.5 (temporal patches, ofs) are
-// refused at configure time by name.
+// Implemented so far: the CogVideoX-2b (3D sin-cos position table), 5b (3D rotary embedding) and
+// 5b-I2V (rotary and a learned position table) layouts. 1.5 (temporal patches, ofs) is refused at
+// configure time by name.
 #include "model_folder.h"
 
 #include <reel/weights.h>
@@ -25,7 +25,7 @@ struct TransformerConfig {
   std::int64_t heads = 48, head_dim = 64, in_channels = 16, out_channels = 16, layers = 42;
   std::int64_t time_embed_dim = 512, text_embed_dim = 4096, patch = 2, max_text_length = 226;
   std::int64_t sample_width = 90, sample_height = 60, sample_frames = 49, temporal_compression = 4;
-  double norm_eps = 1e-5;
+  double norm_eps = 1e-5, spatial_interpolation = 1.875, temporal_interpolation = 1.0;
   bool attention_bias = true, rotary = true, learned_positions = false;
   bool flip_sin_to_cos = true;
   std::int64_t freq_shift = 0;
@@ -43,10 +43,19 @@ class Transformer {
   void load(const weights::Checkpoint& checkpoint);
   void to(const std::string& device, at::ScalarType dtype);
 
-  // latents: B x F x C x H x W; text: B x L x text_embed_dim; timesteps: B (int64 or float);
-  // rope_cos / rope_sin: (F * H/2 * W/2) x head_dim. Returns B x F x out_channels x H x W.
+  // The rotary tables (cos, sin), each (F * H/p * W/p) x head_dim, for F latent frames of H x W
+  // latents: positions on a grid fitted into the model's sample size (resized to fit, centred),
+  // as the reference pipeline builds them.
+  std::pair<at::Tensor, at::Tensor> rotary_tables(std::int64_t frames, std::int64_t height, std::int64_t width) const;
+  // The 3D sin-cos position table of the 2b layout, 1 x (L_text + F * H/p * W/p) x inner, the text
+  // rows zero.
+  at::Tensor sincos_positions(std::int64_t frames, std::int64_t height, std::int64_t width) const;
+
+  // latents: B x F x C x H x W; text: B x L x text_embed_dim; timesteps: B (int64 or float).
+  // rope_cos / rope_sin: the rotary tables, made by rotary_tables when not given. Returns
+  // B x F x out_channels x H x W.
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
-                     const at::Tensor& rope_cos, const at::Tensor& rope_sin) const;
+                     at::Tensor rope_cos = {}, at::Tensor rope_sin = {}) const;
 
  private:
   const at::Tensor& w(const std::string& name) const { return weights_.at(name); }
