@@ -175,7 +175,8 @@ Sampler::Result Sampler::dpm(const at::Tensor& model_output, std::int64_t t, con
   const double mult1 = std::sqrt((1 - a_prev) / (1 - a)) * std::exp(-h);
   const double mult2 = std::expm1(-2 * h) * std::sqrt(a_prev);
   const double mult_noise = std::sqrt(1 - a_prev) * std::sqrt(1 - std::exp(-2 * h));
-  auto noise = [&] { return at::randn(sample.sizes(), generator_, sample.options()); };
+  // Drawn on the CPU, where the generator is, then moved: the same numbers on every device.
+  auto noise = [&] { return at::randn(sample.sizes(), generator_, sample.options().device(at::kCPU)).to(sample.device()); };
 
   at::Tensor prev = mult1 * sample - mult2 * x0 + mult_noise * noise();
   if (!previous_t_ || prev_t < 0) return {prev, x0};
