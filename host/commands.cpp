@@ -172,7 +172,8 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
   auto ports = [](const char* title, const std::vector<PortSpec>& list) {
     std::printf("%s:%s\n", title, list.empty() ? " none" : "");
     for (const auto& p : list)
-      std::printf("  %-10s %-6s %s\n", p.name.c_str(), to_string(p.kind), p.description.c_str());
+      std::printf("  %-10s %-6s %s%s\n", p.name.c_str(), to_string(p.kind), p.optional ? "(optional) " : "",
+                  p.description.c_str());
   };
   ports("inputs", t.inputs);
   ports("outputs", t.outputs);

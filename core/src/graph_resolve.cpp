@@ -11,6 +11,9 @@ namespace reel {
 
 namespace {
 
+// The producer index of an optional input port left unconnected.
+constexpr std::size_t kUnconnected = static_cast<std::size_t>(-1);
+
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -150,7 +153,7 @@ class Resolver {
     for (std::size_t original : order) {
       ResolvedNode node = std::move(nodes[original]);
       for (auto [producer, port] : from[original])
-        node.input_from.emplace_back(static_cast<int>(position[producer]), port);
+        node.input_from.emplace_back(producer == kUnconnected ? -1 : static_cast<int>(position[producer]), port);
       resolved.nodes.push_back(std::move(node));
     }
     bool has_sink = std::any_of(resolved.nodes.begin(), resolved.nodes.end(),
@@ -196,6 +199,10 @@ class Resolver {
     for (const PortSpec& port : type.inputs) {
       std::string pointer = spec.pointer + "/inputs/" + port.name;
       auto it = spec.inputs.find(port.name);
+      if (it == spec.inputs.end() && port.optional) {
+        from.emplace_back(kUnconnected, -1);
+        continue;
+      }
       if (it == spec.inputs.end())
         fail(spec.id, pointer, "input port '" + port.name + "' of node '" + spec.id + "' is not connected",
              "add \"inputs\": {\"" + port.name + "\": \"<node>.<port>\"}");
@@ -237,7 +244,8 @@ class Resolver {
     std::vector<int> waiting(n, 0);
     std::vector<std::vector<std::size_t>> consumers(n);
     for (std::size_t i = 0; i < n; ++i)
-      for (auto [producer, port] : from[i]) ++waiting[i], consumers[producer].push_back(i);
+      for (auto [producer, port] : from[i])
+        if (producer != kUnconnected) ++waiting[i], consumers[producer].push_back(i);
     std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
     for (std::size_t i = 0; i < n; ++i)
       if (waiting[i] == 0) ready.push(i);

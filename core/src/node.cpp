@@ -8,9 +8,7 @@ namespace reel {
 Node::~Node() = default;
 Registry::~Registry() = default;
 
-bool Node::produce(Emitter&) {
-  throw Error(ErrorKind::internal, "this node type declares no input ports but does not implement produce()");
-}
+bool Node::produce(Emitter&) { return false; }
 
 void Node::process(const Frame&, int, Emitter&) {
   throw Error(ErrorKind::internal, "this node type declares input ports but does not implement process()");

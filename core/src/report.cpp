@@ -34,7 +34,7 @@ nlohmann::json param_json(const ParamSpec& p) {
 nlohmann::json ports_json(const std::vector<PortSpec>& ports) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& p : ports)
-    list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"description", p.description}});
+    list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"optional", p.optional}, {"description", p.description}});
   return list;
 }
 

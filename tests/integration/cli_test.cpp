@@ -184,6 +184,12 @@ TEST(Cli, PluginsAndDescribe) {
   EXPECT_TRUE(contains(d.out, "required")) << d.out;
   EXPECT_TRUE(contains(d.out, "from 1 to 8192")) << d.out;
   EXPECT_EQ(reel_cli({"describe", "test.nope"}).exit_code, 65);
+  // Optional inputs say so, in text and in JSON; required ones do not.
+  Outcome optional = reel_cli({"describe", "test.conditioned"});
+  EXPECT_TRUE(contains(optional.out, "(optional) Frames to take in first")) << optional.out;
+  EXPECT_FALSE(contains(reel_cli({"describe", "test.map"}).out, "(optional)"));
+  json described = json::parse(reel_cli({"describe", "test.conditioned", "--json"}).out);
+  EXPECT_EQ(described["inputs"][0]["optional"], true) << described.dump();
 }
 
 TEST(Cli, JsonLogCarriesTheDetailTheTerminalLeavesOut) {

@@ -180,3 +180,58 @@ TEST(ExecutorLifecycle, MemoryBudgetRefusesBeforeLoading) {
 
 }  // namespace
 }  // namespace reel
+
+namespace reel {
+namespace {
+
+// An optional input left unconnected: the node is driven as a source.
+TEST(ExecutorOptionalInputs, UnconnectedOptionalInputMakesTheNodeASource) {
+  fs::path out = test::temp_dir() / "out.txt";
+  RunResult r = test::run(test::graph_json(
+      {{{"id", "gen"}, {"type", "test.conditioned"}, {"params", {{"frames", 4}}}},
+       {{"id", "sink"}, {"type", "test.sink"}, {"inputs", {{"in", "gen.out"}}}, {"params", {{"path", out.string()}}}}}));
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+  EXPECT_EQ(test::read_lines(out), (std::vector<std::string>{"0 0", "1 1", "2 2", "3 3"}));
+}
+
+// Connected, the node takes its whole input through process(), then hands its output on through
+// produce() calls, one frame each, before finish().
+TEST(ExecutorOptionalInputs, NodeWithInputsProducesAfterTheyEnded) {
+  fs::path journal = test::temp_dir() / "journal.txt", out = test::temp_dir() / "out.txt";
+  RunResult r = test::run(test::chain(5, {"test.conditioned"},
+                                      journal_everywhere(journal, {{"sink", {{"path", out.string()}}}})),
+                          RunOptions{.edge_capacity = 1});
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+  // 5 input frames, so the 3 produced ones count from 5.
+  EXPECT_EQ(test::read_lines(out), (std::vector<std::string>{"0 5", "1 6", "2 7"}));
+  auto lines = test::read_lines(journal);
+  EXPECT_GT(test::find_line(lines, "m0 produce 0"), test::find_line(lines, "m0 process 4"));
+  EXPECT_LT(test::find_line(lines, "m0 produce 2"), test::find_line(lines, "m0 finish"));
+  // Handed on piece by piece: with room for one frame on the edge, the third frame can only be
+  // made once the sink has taken the first.
+  EXPECT_LT(test::find_line(lines, "sink process 0"), test::find_line(lines, "m0 produce 2"));
+}
+
+TEST(ExecutorOptionalInputs, FailureWhileProducingAfterInputsUnloadsEveryNode) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  // One input frame (index 0), so fail_frame 1 fires in the second produce() call only.
+  RunResult r = test::run(test::chain(
+      1, {"test.conditioned"},
+      journal_everywhere(journal, {{"m0", {{"fail_phase", "process"}, {"fail_frame", 1}, {"frames", 3}}}})));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->node_id, "m0");
+  auto lines = test::read_lines(journal);
+  EXPECT_GE(test::find_line(lines, "m0 throw runtime_error 1"), 0);
+  EXPECT_GT(test::find_line(lines, "m0 produce 1"), test::find_line(lines, "m0 process 0"));
+  for (const char* id : {"src", "m0", "sink"}) EXPECT_GE(test::find_line(lines, std::string(id) + " unload"), 0) << id;
+}
+
+// A required input is still required.
+TEST(ExecutorOptionalInputs, RequiredInputLeftUnconnectedIsStillAGraphError) {
+  RunResult r = test::run(test::graph_json({{{"id", "sink"}, {"type", "test.sink"}}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.failure->reason.find("not connected"), std::string::npos) << r.failure->reason;
+}
+
+}  // namespace
+}  // namespace reel

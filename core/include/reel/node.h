@@ -24,7 +24,9 @@ namespace reel {
 struct NodeConfig {
   std::string_view node_id;
   const Params& params;                   // validated against the type's schema, defaults filled
-  const std::vector<StreamDesc>& inputs;  // one per declared input port, in declaration order
+  // One per declared input port, in declaration order; an optional port left unconnected has a
+  // default StreamDesc (width 0, no frame count).
+  const std::vector<StreamDesc>& inputs;
   bool overwrite_outputs = false;         // sinks: the user allowed replacing existing files
 };
 
@@ -74,8 +76,11 @@ class Node {
   // and resources. May throw; on failure leave nothing behind (unload will still be called).
   virtual void load() {}
 
-  // Sources only (node types without input ports). Emit the next frame(s) and return true while
-  // more will come, false when the stream has ended. Called repeatedly, never concurrently.
+  // Emit the next frame(s) and return true while more will come, false when done. Called
+  // repeatedly, never concurrently: on a source (no input port connected) from the start; on a
+  // node with connected inputs once they have all ended and every process() call has returned,
+  // before finish(): how a node that needs all of its input first (a generator conditioned on a
+  // video) still hands its output on piece by piece. The default produces nothing.
   virtual bool produce(Emitter& out);
 
   // Nodes with inputs. Called once per input frame, in stream order per port. A node type that

@@ -28,6 +28,10 @@ struct PortSpec {
   std::string name;
   PortKind kind = PortKind::video;
   std::string description;
+  // The port may be left unconnected (a generator's image input): the node then sees a default
+  // StreamDesc for it and no frames. Last, so that {name, kind, description} still means a
+  // required port.
+  bool optional = false;
 };
 
 // A checkpoint a node type recognised (`reel models`, `reel models convert`).

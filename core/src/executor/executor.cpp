@@ -136,7 +136,6 @@ void build_nodes(RunState& run, const ResolvedGraph& graph) {
     n->type = r.type;
     n->spec = r.spec;
     n->params = r.params;
-    n->inputs.resize(r.type->type.inputs.size(), nullptr);
     n->outputs.resize(r.type->type.outputs.size());
     n->next_output_index.assign(r.type->type.outputs.size(), 0);
     run.nodes.push_back(std::move(n));
@@ -144,11 +143,12 @@ void build_nodes(RunState& run, const ResolvedGraph& graph) {
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)
     for (std::size_t port = 0; port < graph.nodes[i].input_from.size(); ++port) {
       auto [producer, producer_port] = graph.nodes[i].input_from[port];
+      if (producer < 0) continue;  // an optional port left unconnected
       auto edge = std::make_unique<Edge>();
       edge->producer = producer, edge->producer_port = producer_port;
       edge->consumer = static_cast<int>(i), edge->consumer_port = static_cast<int>(port);
       edge->capacity = std::max<std::size_t>(1, run.options.edge_capacity);
-      run.nodes[i]->inputs[port] = edge.get();
+      run.nodes[i]->inputs.push_back(edge.get());
       run.nodes[producer]->outputs[producer_port].push_back(edge.get());
       run.edges.push_back(std::move(edge));
     }
@@ -166,12 +166,16 @@ void configure_all(RunState& run, const GraphSpec& graph) {
     try {
       n->node = n->type->type.create();
       if (!n->node) throw Error(ErrorKind::internal, "the node type's factory returned no node");
-      for (Edge* e : n->inputs) n->input_streams.push_back(run.nodes[e->producer]->output_streams[e->producer_port]);
-      for (std::size_t port = 0; port < n->inputs.size(); ++port)
-        if (n->type->type.inputs[port].kind == PortKind::image && n->input_streams[port].frame_count != 1)
-          throw GraphError(graph.file, n->id, n->spec->pointer + "/inputs/" + n->type->type.inputs[port].name,
-                           "input '" + n->type->type.inputs[port].name + "' of node '" + n->id +
-                               "' takes one image, but its stream is " + n->input_streams[port].str());
+      n->input_streams.assign(n->type->type.inputs.size(), StreamDesc{});
+      for (Edge* e : n->inputs) {
+        const PortSpec& port = n->type->type.inputs[e->consumer_port];
+        const StreamDesc& stream = run.nodes[e->producer]->output_streams[e->producer_port];
+        if (port.kind == PortKind::image && stream.frame_count != 1)
+          throw GraphError(graph.file, n->id, n->spec->pointer + "/inputs/" + port.name,
+                           "input '" + port.name + "' of node '" + n->id + "' takes one image, but its stream is " +
+                               stream.str());
+        n->input_streams[e->consumer_port] = stream;
+      }
       NodeConfig config{n->id, n->params, n->input_streams, run.options.overwrite_outputs};
       n->output_streams = n->node->configure(config);
       if (n->output_streams.size() != n->outputs.size())

@@ -34,7 +34,7 @@ struct NodeRun {
   const NodeSpec* spec = nullptr;
   Params params;
   std::unique_ptr<Node> node;
-  std::vector<Edge*> inputs;                // per input port
+  std::vector<Edge*> inputs;                // per connected input port, in port order
   std::vector<std::vector<Edge*>> outputs;  // per output port (fan-out: several edges)
   std::vector<StreamDesc> input_streams, output_streams;
   std::vector<MemoryEstimate> estimate;
@@ -49,7 +49,7 @@ struct NodeRun {
   std::map<std::uint64_t, std::vector<std::pair<int, Frame>>> completed;
   std::vector<std::int64_t> next_output_index;  // per output port
   std::size_t next_input_port = 0;              // round robin over input ports
-  bool source_ended = false;
+  bool source_ended = false;  // produce() returned false (for a node with inputs: after they ended)
   bool finish_started = false;
 
   std::mutex load_mutex;

@@ -102,8 +102,11 @@ class Scheduler {
     }
     std::unique_lock lock(n.mutex);
     if (n.finish_started) return false;
-    bool source = n.inputs.empty();
-    if (source ? n.source_ended : inputs_drained(n)) {
+    // A source produces from the start; a node with inputs gets produce() calls once they have
+    // all ended (the default produces nothing), then finish().
+    const bool source = n.inputs.empty();
+    const bool inputs_ended = source || inputs_drained(n);
+    if (inputs_ended && n.source_ended) {
       if (n.in_flight > 0) return false;  // the last results are still being computed
       n.finish_started = true;
       lock.unlock();
@@ -111,7 +114,7 @@ class Scheduler {
       return false;
     }
     if (!outputs_have_room(n)) return false;
-    if (source) return n.in_flight == 0 && produce(n, lock);
+    if (inputs_ended) return n.in_flight == 0 && produce(n, lock);
     return process(n, lock);
   }
 
@@ -132,22 +135,23 @@ class Scheduler {
 
   bool process(NodeRun& n, std::unique_lock<std::mutex>& lock) {
     Frame frame;
-    int port = -1;
-    for (std::size_t k = 0; k < n.inputs.size() && port < 0; ++k) {
+    Edge* from = nullptr;
+    for (std::size_t k = 0; k < n.inputs.size() && !from; ++k) {
       std::size_t p = (n.next_input_port + k) % n.inputs.size();
       Edge* e = n.inputs[p];
       std::lock_guard edge_lock(e->mutex);
       if (e->queue.empty()) continue;
       frame = std::move(e->queue.front());
       e->queue.pop_front();
-      port = static_cast<int>(p);
+      from = e;
+      n.next_input_port = p + 1;
     }
-    if (port < 0) return false;
-    n.next_input_port = static_cast<std::size_t>(port) + 1;
+    if (!from) return false;
+    const int port = from->consumer_port;  // the declared port, which the node knows
     std::uint64_t ticket = n.next_ticket++;
     ++n.in_flight;
     lock.unlock();
-    wake(*run_.nodes[n.inputs[port]->producer]);  // room freed on that edge
+    wake(*run_.nodes[from->producer]);  // room freed on that edge
     n.frames_in.fetch_add(1);
     if (!ensure_loaded(n)) return false;
     Emitter out(&run_.stopping);

@@ -186,6 +186,44 @@ class Map : public FaultyNode {
   std::int64_t copies_ = 1;
 };
 
+// A generator with an optional input: unconnected, it is a source of `frames` counting frames;
+// connected, it takes in its whole input first and then produces `frames` frames, one per
+// produce() call, whose value is the number of input frames plus k.
+class Conditioned : public FaultyNode {
+ public:
+  std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
+    frames_ = config.params.integer("frames");
+    reel::StreamDesc s = config.inputs.at(0);
+    conditioned_ = s.width > 0;
+    if (!conditioned_) s.width = s.height = 8;
+    s.fps = {24, 1};
+    s.frame_count = frames_;
+    width_ = s.width, height_ = s.height;
+    return {s};
+  }
+  void process(const reel::Frame& frame, int port, reel::Emitter&) override {
+    if (port != 0) throw std::logic_error("a frame on port " + std::to_string(port));
+    record("process", frame.index);
+    fail_in_stream(frame.index);
+    ++received_;
+  }
+  bool produce(reel::Emitter& out) override {
+    if (next_ >= frames_) return false;
+    record("produce", next_);
+    fail_in_stream(next_);
+    reel::Frame frame;
+    frame.image = at::full({3, height_, width_}, static_cast<std::uint8_t>((received_ + next_) % 256), at::kByte);
+    frame.metadata["source_index"] = std::to_string(received_ + next_);
+    out.emit(std::move(frame));
+    return ++next_ < frames_;
+  }
+
+ private:
+  std::int64_t frames_ = 0, next_ = 0, received_ = 0;
+  int width_ = 8, height_ = 8;
+  bool conditioned_ = false;
+};
+
 // Writes "index source_index" per frame to `path` (temporary name, renamed at finish) and refuses
 // frames that arrive out of order.
 class Sink : public FaultyNode {
@@ -288,6 +326,14 @@ void register_nodes(reel::Registry& registry) {
       .params = {ParamSpec::string("path", "", "Output text file; empty: write nothing")},
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
       .create = [] { return std::make_unique<Sink>(); },
+  }));
+  registry.add(with_fault_params({
+      .name = "test.conditioned",
+      .description = "A source, or with its optional input connected, frames made after that input ended",
+      .params = {ParamSpec::integer("frames", 3, "Frames to produce").range(0, std::nullopt)},
+      .inputs = {{"in", reel::PortKind::video, "Frames to take in first", true}},
+      .outputs = {{"out", reel::PortKind::video, "Counting frames"}},
+      .create = [] { return std::make_unique<Conditioned>(); },
   }));
   registry.add(with_fault_params({
       .name = "test.image_sink",

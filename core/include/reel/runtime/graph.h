@@ -58,7 +58,7 @@ struct ResolvedNode {
   const NodeSpec* spec = nullptr;
   const RegisteredType* type = nullptr;
   Params params;                                // defaults filled
-  std::vector<std::pair<int, int>> input_from;  // per input port: (producer index, output port)
+  std::vector<std::pair<int, int>> input_from;  // per input port: (producer index, output port); (-1, -1) when an optional port is unconnected
 };
 
 struct ResolvedGraph {
