@@ -97,16 +97,39 @@ class ProgressPrinter : public RunObserver {
 
   void on_progress(const std::string& node_id, std::int64_t frames, std::optional<std::int64_t> expected) override {
     std::lock_guard lock(mutex_);
-    entry(node_id) = {node_id, frames, expected};
+    Progress& p = entry(node_id);
+    p.frames = frames, p.expected = expected;
+    p.stage.clear();  // frames are flowing: the stage inside a call is over
+    draw(false);
+  }
+
+  // Steps inside one long call (a generator's denoising): slow, so a log prints every one.
+  void on_stage(const std::string& node_id, const std::string& stage, std::int64_t done, std::int64_t total) override {
+    std::lock_guard lock(mutex_);
+    entry(node_id).stage = stage + " " + std::to_string(done) + "/" + std::to_string(total);
+    if (!terminal_) {
+      std::fprintf(stderr, "  %s: %s step %lld/%lld\n", node_id.c_str(), stage.c_str(), static_cast<long long>(done),
+                   static_cast<long long>(total));
+      return;
+    }
+    draw(true);
+  }
+
+ private:
+  void draw(bool now_anyway) {
     auto now = std::chrono::steady_clock::now();
     auto interval = terminal_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
-    if (now - last_ < interval) return;
+    if (!now_anyway && now - last_ < interval) return;
     last_ = now;
     std::string line;
     for (const Progress& p : progress_) {
       if (!line.empty()) line += " | ";
       line += p.node;
       line += ' ';
+      if (!p.stage.empty()) {
+        line += p.stage;
+        continue;
+      }
       line += std::to_string(p.frames);
       if (p.expected) {
         line += '/';
@@ -121,7 +144,6 @@ class ProgressPrinter : public RunObserver {
     }
   }
 
- private:
   bool terminal_;
   bool drawn_ = false;
   std::mutex mutex_;
@@ -129,12 +151,13 @@ class ProgressPrinter : public RunObserver {
     std::string node;
     std::int64_t frames = 0;
     std::optional<std::int64_t> expected;
+    std::string stage;  // "denoising 12/50" while a call reports steps
   };
   // In the order nodes first report, which follows the graph from its sources.
   Progress& entry(const std::string& node) {
     for (Progress& p : progress_)
       if (p.node == node) return p;
-    return progress_.emplace_back(Progress{node, 0, std::nullopt});
+    return progress_.emplace_back(Progress{node, 0, std::nullopt, {}});
   }
   std::vector<Progress> progress_;
   std::chrono::steady_clock::time_point last_{};
@@ -151,10 +174,12 @@ void print_run_outcome(const RunResult& r) {
   if (r.ok()) {
     std::fprintf(stderr, "reel: %s succeeded in %.2f s (peak host memory %s)\n", r.graph_file.c_str(), r.seconds,
                  format_bytes(r.peak_rss_bytes).c_str());
-    // What nodes counted themselves (an interpolator's scene cuts), one line per node.
+    // What nodes counted or settled themselves (an interpolator's scene cuts, a generator's
+    // seed), one line per node.
     for (const NodeReport& n : r.nodes) {
-      if (n.counters.empty()) continue;
+      if (n.counters.empty() && n.facts.empty()) continue;
       std::string line;
+      for (const auto& [name, value] : n.facts) line += (line.empty() ? "" : ", ") + name + " " + value;
       for (const auto& [name, value] : n.counters)
         line += (line.empty() ? "" : ", ") + name + " " + std::to_string(value);
       std::fprintf(stderr, "  %s: %s\n", n.id.c_str(), line.c_str());

@@ -42,6 +42,10 @@ class EventObserver : public RunObserver {
           {"expected", expected ? nlohmann::json(*expected) : nlohmann::json(nullptr)}});
   }
 
+  void on_stage(const std::string& node_id, const std::string& stage, std::int64_t done, std::int64_t total) override {
+    emit({{"event", "stage"}, {"job", job_}, {"node", node_id}, {"stage", stage}, {"done", done}, {"total", total}});
+  }
+
  private:
   nlohmann::json job_;
   std::mutex mutex_;

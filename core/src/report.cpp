@@ -79,6 +79,11 @@ nlohmann::json run_report(const RunResult& r) {
       for (const auto& [name, value] : n.counters) counters[name] = value;
       node["counters"] = counters;
     }
+    if (!n.facts.empty()) {
+      nlohmann::json facts = nlohmann::json::object();
+      for (const auto& [name, value] : n.facts) facts[name] = value;
+      node["facts"] = facts;
+    }
     if (!n.cleanup_error.empty()) node["cleanup_error"] = n.cleanup_error;
     nodes.push_back(std::move(node));
   }

@@ -25,12 +25,6 @@ Offload offload_mode(const std::string& name) {
   throw InvalidParamError("offload", "'" + name + "' is not an offload policy: use none, model or sequential");
 }
 
-Mode Request::mode() const {
-  if (image.defined()) return Mode::image_to_video;
-  if (video.defined()) return Mode::video_to_video;
-  return Mode::text_to_video;
-}
-
 Variant detect_variant(const ModelFolder& folder) {
   const TransformerConfig t = TransformerConfig::from(folder.config("transformer"));
   const VaeConfig v = VaeConfig::from(folder.config("vae"));
@@ -62,6 +56,8 @@ struct Pipeline::State {
   std::optional<T5Encoder> text_encoder;
   std::optional<Transformer> transformer;
   std::optional<Vae> vae;
+  std::optional<VaeDecoding> decoding;  // refers to *vae
+  std::int64_t decoding_height = 0, decoding_width = 0;  // output pixels
 
   // Sequential offload keeps a component in host memory between its uses.
   std::string resting_device() const { return offload == Offload::sequential ? "cpu" : device; }
@@ -170,16 +166,16 @@ void Pipeline::check(const Request& r) const {
   const State& s = *state_;
   const std::int64_t time = s.vae_config.temporal_compression_ratio;
   const std::int64_t pixels = s.vae_config.spatial_factor() * s.transformer_config.patch;
-  const Mode mode = r.mode();
+  const Mode mode = r.mode;
   if (mode == Mode::image_to_video && !s.variant.image_to_video)
     throw InvalidParamError("image", s.variant.name + " makes video from text (or video), not from an image",
                             "use an image-to-video model (CogVideoX-5b-I2V), or disconnect the image input");
   if (mode != Mode::image_to_video && s.variant.image_to_video)
     throw InvalidParamError("image", s.variant.name + " is an image-to-video model: it needs an image input",
                             "connect an image (or a video's first frame) to the node's image input, or use a text-to-video model");
-  const std::int64_t frames = mode == Mode::video_to_video ? r.video.size(1) : r.frames;
+  const std::int64_t frames = r.frames;
   if (frames < 1 || (frames - 1) % time != 0)
-    throw InvalidParamError(mode == Mode::video_to_video ? "video" : "frames",
+    throw InvalidParamError("frames",
                             "must be " + std::to_string(time) + "k+1 frames (1, " + std::to_string(1 + time) + ", " +
                                 std::to_string(1 + 2 * time) + ", ... 49), got " + std::to_string(frames));
   if (r.width < pixels || r.height < pixels || r.width % pixels || r.height % pixels)
@@ -193,21 +189,39 @@ void Pipeline::check(const Request& r) const {
     throw InvalidParamError("strength", "leaves no step to run: steps x strength must be at least 1",
                             "raise strength (0..1) or steps");
   auto check_pixels = [&](const at::Tensor& t, const char* what, std::int64_t dims) {
+    if (!t.defined()) return;
     if (t.dim() != dims || t.size(0) != 3 || t.size(-2) != r.height || t.size(-1) != r.width)
-      throw InvalidParamError(what, "must be RGB at " + std::to_string(r.width) + "x" + std::to_string(r.height));
+      throw BadInputError(std::string("the ") + what + " must be RGB at " + std::to_string(r.width) + "x" +
+                          std::to_string(r.height));
   };
-  if (mode == Mode::image_to_video) check_pixels(r.image, "image", 3);
-  if (mode == Mode::video_to_video) check_pixels(r.video, "video", 4);
+  check_pixels(r.image, "image", 3);
+  check_pixels(r.video, "video", 4);
+  if (mode == Mode::video_to_video && r.video.defined() && r.video.size(1) < frames)
+    throw BadInputError("the input video has " + std::to_string(r.video.size(1)) + " frames, fewer than the " +
+                        std::to_string(frames) + " to generate",
+                        "lower frames to 4k+1 at most " + std::to_string(r.video.size(1)));
 }
 
 void Pipeline::generate(const Request& r, const Hooks& hooks) {
+  start_decode(denoise(r, hooks));
+  c10::InferenceMode inference;
+  for (at::Tensor frames = next_frames(); frames.defined(); frames = next_frames()) {
+    if (hooks.cancelled && hooks.cancelled()) throw CancelledError();
+    if (hooks.on_frames) hooks.on_frames(frames);
+  }
+}
+
+at::Tensor Pipeline::denoise(const Request& r, const Hooks& hooks) {
   check(r);
+  if (r.mode == Mode::image_to_video && !r.image.defined()) throw BadInputError("image-to-video needs an image");
+  if (r.mode == Mode::video_to_video && !r.video.defined()) throw BadInputError("video-to-video needs a video");
+  state_->decoding.reset();
   c10::InferenceMode inference;
   State& s = *state_;
   auto stop_if_cancelled = [&] {
     if (hooks.cancelled && hooks.cancelled()) throw CancelledError();
   };
-  const Mode mode = r.mode();
+  const Mode mode = r.mode;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(r.seed);
   const bool guided = r.guidance > 1.0;
 
@@ -224,7 +238,7 @@ void Pipeline::generate(const Request& r, const Hooks& hooks) {
   }
   const auto total = static_cast<std::int64_t>(timesteps.size());
 
-  const std::int64_t frames = mode == Mode::video_to_video ? r.video.size(1) : r.frames;
+  const std::int64_t frames = r.frames;
   const std::int64_t latent_frames = (frames - 1) / s.vae_config.temporal_compression_ratio + 1;
   const std::int64_t f = s.vae_config.spatial_factor();
   const std::vector<std::int64_t> shape{1, latent_frames, s.vae_config.latent_channels, r.height / f, r.width / f};
@@ -239,7 +253,7 @@ void Pipeline::generate(const Request& r, const Hooks& hooks) {
     image_latents = at::cat({first, at::zeros({1, latent_frames - 1, shape[2], shape[3], shape[4]}, first.options())}, 1);
     latents = at::randn(shape, generator, noise_options).to(s.device);
   } else {
-    at::Tensor encoded = s.encode_latents(r.video, generator);
+    at::Tensor encoded = s.encode_latents(r.video.narrow(1, 0, frames), generator);
     at::Tensor noise = at::randn(shape, generator, noise_options).to(s.device);
     latents = schedule.add_noise(encoded, noise, timesteps.front());
   }
@@ -274,20 +288,66 @@ void Pipeline::generate(const Request& r, const Hooks& hooks) {
   }
   s.rest(transformer);
   if (s.offload != Offload::none) s.transformer.reset();
-  stop_if_cancelled();
+  return latents;
+}
 
+void Pipeline::start_decode(const at::Tensor& latents, VaeTiling tiling) {
+  State& s = *state_;
+  c10::InferenceMode inference;
+  s.decoding.reset();
   Vae& vae = s.autoencoder();
   s.activate(vae);
   at::Tensor z = latents.permute({0, 2, 1, 3, 4});
   z = (s.vae_config.invert_scale_latents ? z * s.vae_config.scaling_factor : z / s.vae_config.scaling_factor).to(s.dtype);
-  vae.decode(z, [&](const at::Tensor& chunk) {
-    stop_if_cancelled();
-    if (hooks.on_frames) hooks.on_frames(to_pixels(chunk));
-  });
-  s.rest(vae);
+  s.decoding.emplace(vae, z, tiling);
+  s.decoding_height = z.size(3) * s.vae_config.spatial_factor();
+  s.decoding_width = z.size(4) * s.vae_config.spatial_factor();
+}
+
+at::Tensor Pipeline::next_frames() {
+  State& s = *state_;
+  if (!s.decoding || s.decoding->done()) {
+    if (s.decoding && s.vae) s.rest(*s.vae);
+    return {};
+  }
+  c10::InferenceMode inference;
+  return to_pixels(s.decoding->next());
+}
+
+bool Pipeline::degrade_decode() {
+  State& s = *state_;
+  if (!s.decoding) return false;
+  const std::int64_t minimum = 16;
+  VaeTiling tiling = s.decoding->tiling();
+  const std::int64_t f = s.vae_config.spatial_factor();
+  // Whole frames first become tiles of half the frame, then the tiles halve; sizes in whole latents.
+  const std::int64_t height = tiling.enabled() ? tiling.sample_height : s.decoding_height;
+  const std::int64_t width = tiling.enabled() ? tiling.sample_width : s.decoding_width;
+  auto half = [&](std::int64_t pixels) { return std::max(minimum, (pixels / 2 + f - 1) / f * f); };
+  if (half(height) >= height && half(width) >= width) return false;
+  tiling.sample_height = half(height);
+  tiling.sample_width = half(width);
+  log(LogLevel::warning, "decoding in tiles of " + std::to_string(tiling.sample_width) + "x" +
+                             std::to_string(tiling.sample_height) + " pixels to fit in memory");
+  s.decoding->retile(tiling);
+  return true;
+}
+
+const VaeTiling& Pipeline::decode_tiling() const {
+  static const VaeTiling none;
+  return state_->decoding ? state_->decoding->tiling() : none;
+}
+
+std::int64_t Pipeline::output_frames(std::int64_t frames) const {
+  // Each time-compressing level of the decoder doubles the frames, keeping the first one alone
+  // when their count is odd: n latent frames -> 1 + 4(n-1) for odd n, 4n for even n.
+  const std::int64_t time = state_->vae_config.temporal_compression_ratio;
+  const std::int64_t latent = (frames - 1) / time + 1;
+  return latent % 2 == 1 ? 1 + time * (latent - 1) : time * latent;
 }
 
 void Pipeline::release() noexcept {
+  state_->decoding.reset();
   state_->text_encoder.reset();
   state_->transformer.reset();
   state_->vae.reset();
@@ -305,7 +365,7 @@ std::uint64_t Pipeline::step_working_bytes(const Request& r) const {
   const State& s = *state_;
   const TransformerConfig& t = s.transformer_config;
   const std::int64_t f = s.vae_config.spatial_factor() * t.patch;
-  const std::int64_t frames = r.mode() == Mode::video_to_video && r.video.defined() ? r.video.size(1) : r.frames;
+  const std::int64_t frames = r.frames;
   const std::int64_t latent_frames = (frames - 1) / s.vae_config.temporal_compression_ratio + 1;
   const std::uint64_t tokens = t.max_text_length + latent_frames * (r.height / f) * (r.width / f);
   const std::uint64_t batch = r.guidance > 1.0 ? 2 : 1;

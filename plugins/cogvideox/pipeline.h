@@ -9,6 +9,7 @@
 // Components load on first use and are released by the offload policy (see Offload) or release().
 #include "model_folder.h"
 #include "scheduler.h"
+#include "vae.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -30,6 +31,7 @@ enum class Offload { none, model, sequential };
 Offload offload_mode(const std::string& name);  // InvalidParamError naming `offload`
 
 struct Request {
+  Mode mode = Mode::text_to_video;
   std::string prompt, negative_prompt;
   std::int64_t frames = 49, width = 720, height = 480, steps = 50;
   double guidance = 6.0;
@@ -38,9 +40,7 @@ struct Request {
   SamplerKind sampler = SamplerKind::ddim;
   double strength = 0.8;  // video-to-video: the share of the steps that run
   at::Tensor image;       // image-to-video: 3 x height x width, float in [-1, 1]
-  at::Tensor video;       // video-to-video: 3 x F x height x width, float in [-1, 1]
-
-  Mode mode() const;
+  at::Tensor video;       // video-to-video: 3 x F x height x width in [-1, 1]; the first `frames` are used
 };
 
 struct Hooks {
@@ -69,11 +69,29 @@ class Pipeline {
 
   const Variant& variant() const noexcept;
   // InvalidParamError (naming the parameter) for a request this model cannot run: a frame count or
-  // size it cannot make, a mode it was not trained for, a strength that leaves no step.
+  // size it cannot make, a mode it was not trained for, a strength that leaves no step. The image
+  // or video is checked when present (a node checks the rest at configure, before it has them).
   void check(const Request& request) const;
   // Runs the request; frames go to hooks.on_frames as they are decoded. Throws CancelledError when
-  // hooks.cancelled() turns true.
+  // hooks.cancelled() turns true. The same as denoise(), start_decode() and next_frames() until
+  // they run out.
   void generate(const Request& request, const Hooks& hooks);
+
+  // The run in steps, for a caller that hands frames on between them (the node):
+  // the prompts, the starting latents and the denoising loop -> the final latents (1 x F x C x h x w).
+  at::Tensor denoise(const Request& request, const Hooks& hooks);
+  // Begins decoding `latents` (from denoise) with `tiling` (vae_tile; 0 x 0: whole frames).
+  void start_decode(const at::Tensor& latents, VaeTiling tiling = {});
+  // The next decoded chunk as f x 3 x H x W uint8 RGB; undefined once every frame was handed out.
+  // After an out-of-memory failure the next call decodes the same chunk again.
+  at::Tensor next_frames();
+  // After running out of memory while decoding: smaller tiles (whole frames -> halves -> ...).
+  // False when the tiles are already at their smallest (16 x 16 pixels).
+  bool degrade_decode();
+  const VaeTiling& decode_tiling() const;
+  // How many frames a request for `frames` gives: `frames` itself for 8k+1, and 3 more for the
+  // other 4k+1 counts (the VAE decodes an even number of latent frames to 4 frames each).
+  std::int64_t output_frames(std::int64_t frames) const;
   // Drops every loaded component. Safe in any state.
   void release() noexcept;
 

@@ -283,21 +283,58 @@ at::Tensor Vae::encode(const at::Tensor& video) const {
 
 at::Tensor Vae::decode(const at::Tensor& latents, const std::function<void(const at::Tensor&)>& on_chunk,
                        const VaeTiling& tiling) const {
-  const std::int64_t factor = config_.spatial_factor();
-  const bool tiled = tiling.enabled() && (latents.size(3) > tiling.sample_height / factor ||
-                                          latents.size(4) > tiling.sample_width / factor);
-  Cache cache;
-  std::vector<Cache> tile_caches;
+  VaeDecoding decoding(*this, latents, tiling);
   std::vector<at::Tensor> parts;
-  for (auto [start, length] : chunks(latents.size(2), 2)) {
-    at::Tensor chunk = latents.narrow(2, start, length);
-    at::Tensor frames = tiled ? decode_tiled(chunk, tiling, tile_caches) : run_decoder(chunk, cache);
+  while (!decoding.done()) {
+    at::Tensor frames = decoding.next();
     if (on_chunk)
       on_chunk(frames);
     else
       parts.push_back(std::move(frames));
   }
   return parts.empty() ? at::Tensor() : at::cat(parts, 2);
+}
+
+VaeDecoding::VaeDecoding(const Vae& vae, at::Tensor latents, VaeTiling tiling)
+    : vae_(vae), latents_(std::move(latents)), chunks_(chunks(latents_.size(2), 2)) {
+  retile(tiling);
+}
+
+void VaeDecoding::retile(VaeTiling tiling) {
+  const std::int64_t factor = vae_.config().spatial_factor();
+  tiling_ = tiling;
+  tiled_ = tiling.enabled() && (latents_.size(3) > tiling.sample_height / factor ||
+                                latents_.size(4) > tiling.sample_width / factor);
+  cache_.clear();
+  tile_caches_.clear();
+  cached_ = 0;
+}
+
+at::Tensor VaeDecoding::decode_chunk(std::size_t index) {
+  auto [start, length] = chunks_[index];
+  at::Tensor chunk = latents_.narrow(2, start, length);
+  return tiled_ ? vae_.decode_tiled(chunk, tiling_, tile_caches_) : vae_.run_decoder(chunk, cache_);
+}
+
+at::Tensor VaeDecoding::next() {
+  if (done()) return {};
+  // After a retile, or a failure part way through a chunk (which leaves the caches ahead of it),
+  // rebuild the caches from the start.
+  if (cached_ != next_) {
+    cache_.clear();
+    tile_caches_.clear();
+    cached_ = 0;
+  }
+  while (cached_ < next_) {
+    std::size_t index = cached_;
+    cached_ = index + chunks_.size();  // poisoned until the chunk has been decoded whole
+    decode_chunk(index);
+    cached_ = index + 1;
+  }
+  cached_ = next_ + chunks_.size();
+  at::Tensor frames = decode_chunk(next_);
+  cached_ = ++next_;
+  return frames;
 }
 
 at::Tensor Vae::decode_tiled(const at::Tensor& z, const VaeTiling& tiling, std::vector<Cache>& caches) const {

@@ -66,6 +66,7 @@ class Vae {
                     const VaeTiling& tiling = {}) const;
 
  private:
+  friend class VaeDecoding;
   using Cache = std::map<std::string, at::Tensor>;
   const at::Tensor& w(const std::string& name) const;
   at::Tensor causal_conv(const at::Tensor& x, const std::string& prefix, Cache& cache) const;
@@ -80,6 +81,37 @@ class Vae {
 
   VaeConfig config_;
   std::map<std::string, at::Tensor> weights_;
+};
+
+// A decode handed out one chunk at a time, for a caller that passes each chunk on before asking
+// for the next (a node emitting frames as they are made). Holds the latents and the conv caches
+// between calls; the Vae must outlive it.
+class VaeDecoding {
+ public:
+  VaeDecoding(const Vae& vae, at::Tensor latents, VaeTiling tiling = {});
+
+  bool done() const noexcept { return next_ >= chunks_.size(); }
+  // Decodes the next chunk: B x 3 x f x H x W. If it throws (out of memory), the same chunk is
+  // decoded by the next call, after retile() if the caller lowers the tiles.
+  at::Tensor next();
+  // Decode with `tiling` from now on. The caches of the old tiling do not fit the new one, so the
+  // chunks already handed out are decoded again (their frames dropped) to rebuild them: the rest
+  // of the clip is then exactly the tiled decode of the whole clip.
+  void retile(VaeTiling tiling);
+  const VaeTiling& tiling() const noexcept { return tiling_; }
+  std::size_t chunks_done() const noexcept { return next_; }
+
+ private:
+  at::Tensor decode_chunk(std::size_t index);
+
+  const Vae& vae_;
+  at::Tensor latents_;
+  VaeTiling tiling_;
+  bool tiled_ = false;
+  std::vector<std::pair<std::int64_t, std::int64_t>> chunks_;
+  std::size_t next_ = 0, cached_ = 0;  // chunks handed out; chunks the caches have seen
+  Vae::Cache cache_;
+  std::vector<Vae::Cache> tile_caches_;
 };
 
 }  // namespace reel::cogvideox

@@ -48,8 +48,12 @@ PipelineRun run_case(const std::string& name, Offload offload = Offload::none) {
   r.dynamic_guidance = c["dynamic_cfg"];
   r.seed = c["seed"];
   r.sampler = sampler_kind(c["scheduler"]);
-  if (c["kind"] == "i2v") r.image = input_video().select(1, 0);
+  if (c["kind"] == "i2v") {
+    r.mode = Mode::image_to_video;
+    r.image = input_video().select(1, 0);
+  }
   if (c["kind"] == "v2v") {
+    r.mode = Mode::video_to_video;
     r.video = input_video();
     r.strength = c["strength"];
   }
@@ -156,11 +160,12 @@ TEST(CogVideoXPipeline, RequestsTheModelCannotRunAreRefusedByParameter) {
   EXPECT_EQ(param_of(t2v, r), "accepted");
   EXPECT_EQ(param_of(i2v, r), "image") << "an I2V model without an image";
   Request with_image = r;
+  with_image.mode = Mode::image_to_video;
   with_image.image = at::zeros({3, 64, 96});
   EXPECT_EQ(param_of(i2v, with_image), "accepted");
   EXPECT_EQ(param_of(t2v, with_image), "image") << "a T2V model given an image";
   with_image.image = at::zeros({3, 32, 96});
-  EXPECT_EQ(param_of(i2v, with_image), "image") << "an image of another size";
+  EXPECT_THROW(i2v.check(with_image), BadInputError) << "an image of another size";
   Request bad = r;
   bad.frames = 16;
   EXPECT_EQ(param_of(t2v, bad), "frames");
@@ -168,11 +173,12 @@ TEST(CogVideoXPipeline, RequestsTheModelCannotRunAreRefusedByParameter) {
   bad.width = 100;
   EXPECT_EQ(param_of(t2v, bad), "width");
   bad = r;
-  bad.video = at::zeros({3, 17, 64, 96});
+  bad.mode = Mode::video_to_video;
   bad.steps = 5;
   bad.strength = 0.1;
   EXPECT_EQ(param_of(t2v, bad), "strength") << "int(5 x 0.1) = 0 steps";
-  bad.video = at::zeros({3, 16, 64, 96});
   bad.strength = 0.8;
-  EXPECT_EQ(param_of(t2v, bad), "video") << "16 frames";
+  EXPECT_EQ(param_of(t2v, bad), "accepted") << "the video comes later";
+  bad.video = at::zeros({3, 13, 64, 96});
+  EXPECT_THROW(t2v.check(bad), BadInputError) << "13 frames for 17";
 }

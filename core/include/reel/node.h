@@ -12,6 +12,7 @@
 #include <reel/stream.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,19 +43,29 @@ struct MemoryEstimate {
 // assigned by the executor (0, 1, 2... per output port), so nodes need not track them.
 class Emitter {
  public:
-  explicit Emitter(const std::atomic<bool>* stop_flag = nullptr) : stop_(stop_flag) {}
+  // Where progress() reports go: the stage, steps done, steps in all.
+  using ProgressSink = std::function<void(std::string_view stage, std::int64_t done, std::int64_t total)>;
+
+  explicit Emitter(const std::atomic<bool>* stop_flag = nullptr, ProgressSink progress = {})
+      : stop_(stop_flag), progress_(std::move(progress)) {}
 
   void emit(at::Tensor image, int output_port = 0);
   void emit(Frame frame, int output_port = 0);
   // True once the run is being stopped (another node failed, or the user cancelled). Long work
   // inside one call should check it and throw CancelledError.
   bool cancelled() const noexcept { return stop_ != nullptr && stop_->load(std::memory_order_relaxed); }
+  // Progress of long work inside one call ("denoising", 12, 50), for the CLI and the worker's
+  // events. Cheap; call it once per step.
+  void progress(std::string_view stage, std::int64_t done, std::int64_t total) const {
+    if (progress_) progress_(stage, done, total);
+  }
 
   std::vector<std::pair<int, Frame>>& frames() noexcept { return frames_; }
   void clear() noexcept { frames_.clear(); }
 
  private:
   const std::atomic<bool>* stop_;
+  ProgressSink progress_;
   std::vector<std::pair<int, Frame>> frames_;
 };
 
@@ -114,6 +125,11 @@ class Node {
   // (an interpolator's scene cuts, say): names in snake_case, read once the node has finished or
   // failed. Must not throw.
   virtual std::vector<std::pair<std::string, std::int64_t>> counters() const { return {}; }
+
+  // What this node settled while running that a user needs to repeat or understand the run (the
+  // seed it drew, the model variant it found): names in snake_case, values as text. Read with
+  // counters(). Must not throw.
+  virtual std::vector<std::pair<std::string, std::string>> facts() const { return {}; }
 };
 
 }  // namespace reel

@@ -272,9 +272,10 @@ std::vector<NodeReport> node_reports(const RunState& run) {
     if (n->node) {
       try {
         r.counters = n->node->counters();
+        r.facts = n->node->facts();
       } catch (...) {
         Failure f = classify_exception(std::current_exception());
-        spdlog::error("node {} ({}) threw from counters(): {}", n->id, n->type->type.name, f.detail);
+        spdlog::error("node {} ({}) threw from counters() or facts(): {}", n->id, n->type->type.name, f.detail);
       }
     }
     reports.push_back(std::move(r));

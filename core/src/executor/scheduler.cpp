@@ -75,6 +75,13 @@ class Scheduler {
     }
   }
 
+  Emitter emitter(NodeRun& n) {
+    if (!run_.options.observer) return Emitter(&run_.stopping);
+    return Emitter(&run_.stopping, [this, &n](std::string_view stage, std::int64_t done, std::int64_t total) {
+      run_.options.observer->on_stage(n.id, std::string(stage), done, total);
+    });
+  }
+
   bool outputs_have_room(NodeRun& n) {
     for (auto& port : n.outputs)
       for (Edge* e : port) {
@@ -124,7 +131,7 @@ class Scheduler {
     std::int64_t frame = n.next_output_index.empty() ? 0 : n.next_output_index[0];
     lock.unlock();
     if (!ensure_loaded(n)) return false;
-    Emitter out(&run_.stopping);
+    Emitter out = emitter(n);
     bool more = true;
     if (!call(n, Phase::produce, frame, out, [&] { more = n.node->produce(out); })) return false;
     lock.lock();
@@ -154,7 +161,7 @@ class Scheduler {
     wake(*run_.nodes[from->producer]);  // room freed on that edge
     n.frames_in.fetch_add(1);
     if (!ensure_loaded(n)) return false;
-    Emitter out(&run_.stopping);
+    Emitter out = emitter(n);
     if (!call(n, Phase::process, frame.index, out, [&] { n.node->process(frame, port, out); })) return false;
     lock.lock();
     commit(n, ticket, out, lock);
@@ -163,7 +170,7 @@ class Scheduler {
 
   void finish(NodeRun& n) {
     if (!ensure_loaded(n)) return;
-    Emitter out(&run_.stopping);
+    Emitter out = emitter(n);
     if (!call(n, Phase::finish, std::nullopt, out, [&] { n.node->finish(out); })) return;
     {
       std::unique_lock lock(n.mutex);

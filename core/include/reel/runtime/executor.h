@@ -28,6 +28,10 @@ class RunObserver {
   virtual void on_progress(const std::string& node_id, std::int64_t frames_out, std::optional<std::int64_t> expected) {
     (void)node_id, (void)frames_out, (void)expected;
   }
+  // A node's progress inside one long call (Emitter::progress): "denoising" step 12 of 50.
+  virtual void on_stage(const std::string& node_id, const std::string& stage, std::int64_t done, std::int64_t total) {
+    (void)node_id, (void)stage, (void)done, (void)total;
+  }
 };
 
 struct RunOptions {
@@ -51,6 +55,7 @@ struct NodeReport {
   std::int64_t rss_after_load_bytes = 0;  // host RSS growth across load (what the model took)
   int oom_retries = 0;
   std::vector<std::pair<std::string, std::int64_t>> counters;  // the node's own (Node::counters)
+  std::vector<std::pair<std::string, std::string>> facts;       // the node's own (Node::facts)
   std::string cleanup_error;  // an unload/discard that threw (a plugin bug), if any
 };
 

@@ -1,0 +1,199 @@
+// generator.cogvideox through the executor, with the real FFmpeg nodes around it: every reference
+// case (T2V, I2V, V2V) written losslessly and read back matches the reference frames at 50 dB or
+// better; failures unload every node and leave no output.
+#include "media.h"
+#include "test_support.h"
+
+#include <reel/reel.h>
+#include <reel/runtime/executor.h>
+#include <reel/runtime/graph.h>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <mutex>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace reel;
+
+namespace {
+
+#define REQUIRE_COGVIDEOX_CASES() REEL_REQUIRE_SHARED("reference/cogvideox/cases/t2v_5b_ddim/case.json")
+
+fs::path cases(const std::string& relative) { return test::shared_dir() / "reference/cogvideox/cases" / relative; }
+fs::path models(const std::string& name) { return test::shared_dir() / "reference/cogvideox/models" / name; }
+
+// The generator's params for a reference case, the model folder given by path.
+json generator_params(const json& c) {
+  json p = {{"model", models(c["model"]).string()},
+            {"prompt", c["prompt"]},
+            {"negative_prompt", c["negative_prompt"]},
+            {"frames", c["num_frames"]},
+            {"width", c["width"]},
+            {"height", c["height"]},
+            {"steps", c["steps"]},
+            {"guidance", c["guidance"]},
+            {"dynamic_guidance", c["dynamic_cfg"]},
+            {"seed", c["seed"]},
+            {"scheduler", c["scheduler"]},
+            {"device", "cpu"}};
+  if (c.contains("strength")) p["strength"] = c["strength"];
+  return p;
+}
+
+// gen -> FFV1 bgr0 (lossless RGB); for I2V and V2V a source feeds gen's image or video input.
+json case_graph(const json& c, const fs::path& out) {
+  json nodes = json::array();
+  json gen = {{"id", "gen"}, {"type", "generator.cogvideox"}, {"params", generator_params(c)}};
+  if (c["kind"] == "i2v") {
+    nodes.push_back({{"id", "src"}, {"type", "source.image"}, {"params", {{"path", cases(c["name"].get<std::string>() + "/input_image.png").string()}}}});
+    gen["inputs"] = {{"image", "src.image"}};
+  } else if (c["kind"] == "v2v") {
+    nodes.push_back({{"id", "src"}, {"type", "source.video"}, {"params", {{"path", cases(c["name"].get<std::string>() + "/input_video.mkv").string()}}}});
+    gen["inputs"] = {{"video", "src.out"}};
+  }
+  nodes.push_back(gen);
+  nodes.push_back({{"id", "encode"},
+                   {"type", "encoder.ffmpeg"},
+                   {"inputs", {{"in", "gen.out"}}},
+                   {"params", {{"path", out.string()}, {"codec", "ffv1"}, {"pix_fmt", "bgr0"}}}});
+  return test::graph_json(nodes);
+}
+
+// Collects the generator's denoising steps as the CLI and the worker see them.
+struct StageRecorder : RunObserver {
+  std::mutex mutex;
+  std::vector<std::pair<std::int64_t, std::int64_t>> steps;
+  void on_stage(const std::string& node, const std::string& stage, std::int64_t done, std::int64_t total) override {
+    std::lock_guard lock(mutex);
+    if (node == "gen" && stage == "denoising") steps.emplace_back(done, total);
+  }
+};
+
+const NodeReport* report_of(const RunResult& r, const std::string& id) {
+  for (const auto& n : r.nodes)
+    if (n.id == id) return &n;
+  return nullptr;
+}
+
+class CogVideoXCase : public testing::TestWithParam<const char*> {};
+
+TEST_P(CogVideoXCase, ThroughTheNodeAndALosslessFileReproducesTheReferenceFrames) {
+  REQUIRE_COGVIDEOX_CASES();
+  const std::string name = GetParam();
+  const json c = json::parse(std::ifstream(cases(name + "/case.json")));
+  const fs::path out = test::temp_dir("cogvideox-node") / (name + ".mkv");
+  StageRecorder stages;
+  RunResult r = test::run(case_graph(c, out), RunOptions{.observer = &stages});
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+
+  std::vector<at::Tensor> frames = test::source_frames("source.video", {{"path", out.string()}});
+  const at::Tensor expected = test::read_npy(cases(name + "/frames_u8.npy")).permute({0, 3, 1, 2});
+  ASSERT_EQ(static_cast<std::int64_t>(frames.size()), expected.size(0));
+  const at::Tensor ours = at::stack(frames);
+  const double psnr = test::psnr(ours, expected);
+  std::fprintf(stderr, "%s through the node: %.1f dB\n", name.c_str(), psnr);
+  EXPECT_GE(psnr, 50.0);
+
+  // One progress report per denoising step, and the seed in the run report.
+  const std::int64_t steps = c["timesteps"].size();
+  ASSERT_EQ(static_cast<std::int64_t>(stages.steps.size()), steps);
+  for (std::int64_t i = 0; i < steps; ++i) EXPECT_EQ(stages.steps[i], std::make_pair(i + 1, steps));
+  const NodeReport* gen = report_of(r, "gen");
+  ASSERT_NE(gen, nullptr);
+  EXPECT_EQ(gen->state, NodeState::unloaded);
+  EXPECT_NE(std::find(gen->facts.begin(), gen->facts.end(), std::make_pair(std::string("seed"), std::to_string(c["seed"].get<int>()))),
+            gen->facts.end());
+}
+
+INSTANTIATE_TEST_SUITE_P(ReferenceCases, CogVideoXCase,
+                         testing::Values("t2v_5b_ddim", "t2v_5b_dpm_dyncfg", "t2v_2b_ddim", "i2v_5b_ddim", "v2v_5b_dpm_dyncfg"));
+
+json small_t2v(const std::string& model, const fs::path& out) {
+  return test::graph_json(
+      {{{"id", "gen"},
+        {"type", "generator.cogvideox"},
+        {"params", {{"model", model}, {"prompt", "a fox"}, {"frames", 5}, {"width", 32}, {"height", 32}, {"steps", 2}, {"device", "cpu"}}}},
+       {{"id", "encode"}, {"type", "encoder.ffmpeg"}, {"inputs", {{"in", "gen.out"}}}, {"params", {{"path", out.string()}, {"codec", "ffv1"}}}}});
+}
+
+void expect_everything_unloaded(const RunResult& r) {
+  for (const auto& n : r.nodes)
+    EXPECT_TRUE(n.state == NodeState::unloaded || n.state == NodeState::configured || n.state == NodeState::created ||
+                n.state == NodeState::failed)
+        << n.id << " is " << to_string(n.state);
+}
+
+TEST(CogVideoXNode, AModelFolderWithoutItsTransformerIsNamedBeforeAnythingLoads) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path folder = test::temp_dir("cogvideox-broken") / "model";
+  fs::copy(models("tiny-cogvideox-5b"), folder, fs::copy_options::recursive);
+  fs::remove_all(folder / "transformer");
+  const fs::path out = test::temp_dir("cogvideox-out") / "out.mkv";
+  RunResult r = test::run(small_t2v(folder.string(), out));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::bad_input) << r.failure->user_message();
+  EXPECT_EQ(r.failure->node_id, "gen");
+  EXPECT_NE(r.failure->reason.find("'transformer'"), std::string::npos) << r.failure->reason;
+  EXPECT_FALSE(fs::exists(out));
+  expect_everything_unloaded(r);
+}
+
+TEST(CogVideoXNode, AnImageToVideoModelWithoutAnImageIsRefusedAtConfigure) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-out") / "out.mkv";
+  RunResult r = test::run(small_t2v(models("tiny-cogvideox-5b-i2v").string(), out));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::invalid_graph) << r.failure->user_message();
+  EXPECT_NE(r.failure->reason.find("image-to-video model"), std::string::npos) << r.failure->reason;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CogVideoXNode, AnImageForATextToVideoModelIsRefusedAtConfigure) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-out") / "out.mkv";
+  json graph = small_t2v(models("tiny-cogvideox-5b").string(), out);
+  graph["nodes"].push_back({{"id", "src"}, {"type", "source.image"}, {"params", {{"path", cases("i2v_5b_ddim/input_image.png").string()}}}});
+  graph["nodes"][0]["inputs"] = {{"image", "src.image"}};
+  RunResult r = test::run(graph);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.failure->reason.find("not from an image"), std::string::npos) << r.failure->reason;
+}
+
+// Out of memory while sampling: a frame size whose attention needs ~45 GB (more than this
+// machine has), so the allocation fails in the first denoising step.
+TEST(CogVideoXNode, OutOfMemoryWhileSamplingFailsWithTheOffloadHintAndUnloadsEverything) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-out") / "out.mkv";
+  json graph = small_t2v(models("tiny-cogvideox-5b").string(), out);
+  graph["nodes"][0]["params"]["width"] = 1024;
+  graph["nodes"][0]["params"]["height"] = 1024;
+  graph["nodes"][0]["params"]["frames"] = 49;
+  StageRecorder stages;
+  RunResult r = test::run(graph, RunOptions{.observer = &stages});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::out_of_memory) << r.failure->user_message();
+  EXPECT_EQ(r.failure->node_id, "gen");
+  EXPECT_NE(r.failure->hint.find("offload"), std::string::npos) << r.failure->hint;
+  EXPECT_TRUE(stages.steps.empty()) << "failed inside the first step";
+  EXPECT_TRUE(fs::is_empty(out.parent_path())) << "no output, not even a partial one";
+  expect_everything_unloaded(r);
+}
+
+TEST(CogVideoXNode, SeedMinusOneDrawsASeedAndReportsIt) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-out") / "out.mkv";
+  RunResult r = test::run(small_t2v(models("tiny-cogvideox-2b").string(), out));
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+  const NodeReport* gen = report_of(r, "gen");
+  auto seed = std::find_if(gen->facts.begin(), gen->facts.end(), [](const auto& f) { return f.first == "seed"; });
+  ASSERT_NE(seed, gen->facts.end());
+  EXPECT_FALSE(seed->second.empty());
+  // 5 frames are 2 latent frames, which the VAE decodes to 8 (as the reference does).
+  EXPECT_EQ(test::probe(out)["nb_read_frames"], "8");
+  EXPECT_EQ(r.nodes.front().outputs.at(0).frame_count, 8) << "the stream said so at configure";
+}
+
+}  // namespace
