@@ -182,6 +182,7 @@ void Pipeline::check(const Request& r) const {
     throw InvalidParamError(r.width % pixels || r.width < pixels ? "width" : "height",
                             "must be a positive multiple of " + std::to_string(pixels) + ", got " +
                                 std::to_string(r.width) + "x" + std::to_string(r.height));
+  s.transformer_config.check_size(r.height, r.width);
   if (r.steps < 1 || r.steps > s.schedule_config.train_timesteps)
     throw InvalidParamError("steps", "must be between 1 and " + std::to_string(s.schedule_config.train_timesteps));
   if (!(r.guidance >= 0)) throw InvalidParamError("guidance", "must be 0 or more");

@@ -51,6 +51,16 @@ TransformerConfig TransformerConfig::from(const Config& config) {
 
 Transformer::Transformer(TransformerConfig config) : config_(config) {}
 
+void TransformerConfig::check_size(std::int64_t height, std::int64_t width) const {
+  if (!learned_positions) return;
+  const std::int64_t h = sample_height * 8, w = sample_width * 8;  // latents are 8x smaller (the VAE)
+  if (height != h || width != w)
+    throw InvalidParamError(height != h ? "height" : "width",
+                            "this CogVideoX transformer has a learned position table for " + std::to_string(w) + "x" +
+                                std::to_string(h) + " only, not " + std::to_string(width) + "x" + std::to_string(height),
+                            "set width " + std::to_string(w) + " and height " + std::to_string(h));
+}
+
 weights::Expected Transformer::expected() const {
   const std::int64_t d = config_.inner(), t = config_.time_embed_dim, p = config_.patch;
   weights::Expected e;
@@ -218,19 +228,15 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
                                 w("patch_embed.proj.bias"), p);
   image = image.view({batch, frames, d, -1}).transpose(2, 3).flatten(1, 2);  // B x (F h w) x d
   at::Tensor tokens = at::cat({linear(text, "patch_embed.text_proj"), image}, 1);
-  if (config_.learned_positions) {
-    if (height != config_.sample_height || width != config_.sample_width)
-      throw BadInputError("this CogVideoX I2V transformer has a learned position table for " +
-                          std::to_string(config_.sample_height * 8) + "x" + std::to_string(config_.sample_width * 8) +
-                          " videos only, not " + std::to_string(height * 8) + "x" + std::to_string(width * 8));
-    if ((frames - 1) * config_.temporal_compression + 1 != config_.sample_frames)
-      throw BadInputError("this CogVideoX I2V transformer has a learned position table for " +
-                          std::to_string(config_.sample_frames) + " frames only, not " +
-                          std::to_string((frames - 1) * config_.temporal_compression + 1));
+  // The learned table (5b-I2V) is trained for the sample size only: another frame count gets the
+  // sin-cos table instead, as the reference does; another resolution it refuses (so does check_size).
+  const bool learned_fits = config_.learned_positions &&
+                            (frames - 1) * config_.temporal_compression + 1 == config_.sample_frames;
+  config_.check_size(height * 8, width * 8);
+  if (learned_fits) {
     const at::Tensor& table = w("patch_embed.pos_embedding");
     tokens = tokens + table.narrow(1, 0, tokens.size(1)).to(tokens.scalar_type());
-  }
-  if (!config_.rotary) {
+  } else if (!config_.rotary || config_.learned_positions) {
     at::Tensor table = sincos_positions(frames, height, width);
     if (table.size(1) != tokens.size(1))
       throw BadInputError("the prompt has " + std::to_string(text_length) + " tokens; this CogVideoX transformer takes " +

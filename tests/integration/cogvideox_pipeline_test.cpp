@@ -164,6 +164,12 @@ TEST(CogVideoXPipeline, RequestsTheModelCannotRunAreRefusedByParameter) {
   with_image.image = at::zeros({3, 64, 96});
   EXPECT_EQ(param_of(i2v, with_image), "accepted");
   EXPECT_EQ(param_of(t2v, with_image), "image") << "a T2V model given an image";
+  with_image.frames = 9;
+  EXPECT_EQ(param_of(i2v, with_image), "accepted") << "another frame count: the sin-cos table stands in";
+  with_image.width = 128;
+  with_image.image = at::Tensor();
+  EXPECT_EQ(param_of(i2v, with_image), "width") << "the learned table is for 96x64 only";
+  with_image.width = 96;
   with_image.image = at::zeros({3, 32, 96});
   EXPECT_THROW(i2v.check(with_image), BadInputError) << "an image of another size";
   Request bad = r;
