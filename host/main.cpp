@@ -113,9 +113,10 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> listed_dirs;
   CLI::App* models_cmd = app.add_subcommand("models",
-                                            "List the checkpoints in model folders (default: --models-dir and "
+                                            "List the checkpoints and model folders (a diffusers CogVideoX folder: "
+                                            "its variant and components) in folders (default: --models-dir and "
                                             "REEL_MODELS_PATH) with what they hold");
-  models_cmd->add_option("dirs", listed_dirs, "Folders to list");
+  models_cmd->add_option("dirs", listed_dirs, "Folders to list, or model folders to describe");
   models_cmd->add_flag("--json", json, "Print as JSON");
   std::string convert_in, convert_out;
   CLI::App* convert_cmd = models_cmd->add_subcommand(

@@ -29,6 +29,55 @@ std::optional<Recognised> recognise(const PluginCatalog& catalog, const weights:
   return std::nullopt;
 }
 
+// The first node type that recognises a model folder (a diffusers pipeline).
+std::optional<Recognised> recognise_folder(const PluginCatalog& catalog, const fs::path& dir) {
+  for (const auto& [name, registered] : catalog.types()) {
+    if (!registered.type.detect_folder) continue;
+    if (auto model = registered.type.detect_folder(dir)) return Recognised{name, std::move(*model)};
+  }
+  return std::nullopt;
+}
+
+bool is_model_folder(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / "model_index.json", ec);
+}
+
+// One model folder: its variant, node type and components, or why it cannot be read.
+nlohmann::json describe_folder(const PluginCatalog& catalog, const fs::path& dir) {
+  nlohmann::json item{{"path", dir.string()}, {"format", "folder"}};
+  try {
+    if (auto found = recognise_folder(catalog, dir)) {
+      item["architecture"] = found->model.architecture;
+      item["node_type"] = found->node_type;
+      nlohmann::json components = nlohmann::json::object();
+      for (const auto& [name, what] : found->model.components) components[name] = what;
+      item["components"] = components;
+      if (!found->model.problem.empty()) item["problem"] = found->model.problem;
+    }
+  } catch (const std::exception& e) {
+    item["error"] = e.what();
+  }
+  return item;
+}
+
+void print_folder(const nlohmann::json& item) {
+  std::printf("  %s/ (model folder)\n", fs::path(item["path"].get<std::string>()).filename().c_str());
+  if (item.contains("error")) {
+    std::printf("    unreadable: %s\n", item["error"].get<std::string>().c_str());
+    return;
+  }
+  if (!item.contains("architecture")) {
+    std::printf("    no node type recognises it\n");
+    return;
+  }
+  std::printf("    %s, run with %s\n", item["architecture"].get<std::string>().c_str(),
+              item["node_type"].get<std::string>().c_str());
+  for (const auto& [name, what] : item["components"].items())
+    std::printf("      %-13s %s\n", name.c_str(), what.get<std::string>().c_str());
+  if (item.contains("problem")) std::printf("    cannot run: %s\n", item["problem"].get<std::string>().c_str());
+}
+
 bool is_checkpoint_file(const fs::path& file) {
   const auto& extensions = weights::checkpoint_extensions();
   if (std::find(extensions.begin(), extensions.end(), file.extension().string()) == extensions.end()) return false;
@@ -72,11 +121,22 @@ int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, 
       code = exit_code(ErrorKind::io);
       continue;
     }
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir, ec))
-      if (entry.is_regular_file(ec) && is_checkpoint_file(entry.path())) files.push_back(entry.path());
-    std::sort(files.begin(), files.end());
     if (!json) std::printf("%s\n", dir.c_str());
+    // A model folder named itself, or model folders inside the folder, then checkpoint files.
+    std::vector<fs::path> folders, files;
+    if (is_model_folder(dir)) folders.push_back(dir);
+    else
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        if (entry.is_directory(ec) && is_model_folder(entry.path())) folders.push_back(entry.path());
+        if (entry.is_regular_file(ec) && is_checkpoint_file(entry.path())) files.push_back(entry.path());
+      }
+    std::sort(folders.begin(), folders.end());
+    std::sort(files.begin(), files.end());
+    for (const auto& folder : folders) {
+      nlohmann::json item = describe_folder(catalog, folder);
+      if (json) list.push_back(item);
+      else print_folder(item);
+    }
     for (const auto& file : files) {
       nlohmann::json item{{"path", file.string()}};
       try {

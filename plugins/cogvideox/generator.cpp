@@ -13,6 +13,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <charconv>
+#include <cstdio>
 #include <random>
 
 namespace fs = std::filesystem;
@@ -217,6 +218,59 @@ class CogVideoXNode : public Node {
   bool denoised_ = false;
 };
 
+std::string parameters_text(std::uint64_t n) {
+  char text[32];
+  if (n >= 1'000'000'000) std::snprintf(text, sizeof text, "%.2fG", n / 1e9);
+  else if (n >= 1'000'000) std::snprintf(text, sizeof text, "%.2fM", n / 1e6);
+  else std::snprintf(text, sizeof text, "%llu", static_cast<unsigned long long>(n));
+  return std::string(text) + " parameters";
+}
+
+// `reel models`: a diffusers CogVideoX folder, its variant and what each component holds.
+std::optional<DetectedModel> detect_folder(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(dir / "model_index.json", ec)) return std::nullopt;
+  const ModelFolder folder = ModelFolder::open(dir);
+  if (folder.pipeline().rfind("CogVideoX", 0) != 0) return std::nullopt;
+  DetectedModel found;
+  try {
+    found.architecture = detect_variant(folder).name;
+  } catch (const std::exception& e) {
+    // No variant without the transformer's and VAE's configs: the pipeline's class must do.
+    found.architecture = folder.pipeline() + " (variant unknown)";
+    found.problem = e.what();
+  }
+  auto weights_text = [&](const std::string& name) {
+    try {
+      const weights::Checkpoint checkpoint = folder.weights(name);
+      return parameters_text(checkpoint.parameter_count());
+    } catch (const std::exception& e) {
+      found.problem = e.what();
+      return std::string("unreadable weights");
+    }
+  };
+  for (const char* name : {"text_encoder", "tokenizer", "transformer", "vae", "scheduler"}) {
+    const std::string cls = folder.component_class(name);
+    if (cls.empty() || !fs::is_directory(dir / name, ec)) {
+      found.components.emplace_back(name, "missing");
+      if (found.problem.empty()) found.problem = "the " + std::string(name) + " component is missing";
+      continue;
+    }
+    std::string what = cls;
+    if (std::string(name) == "tokenizer") what += fs::is_regular_file(dir / name / "spiece.model", ec) ? ", spiece.model" : ", no spiece.model";
+    else if (std::string(name) != "scheduler") what += ", " + weights_text(name);
+    found.components.emplace_back(name, what);
+  }
+  if (found.problem.empty()) {
+    try {
+      Pipeline(dir, "cpu", at::kFloat, Offload::model);  // every config checked, nothing loaded
+    } catch (const std::exception& e) {
+      found.problem = e.what();
+    }
+  }
+  return found;
+}
+
 }  // namespace
 
 }  // namespace reel::cogvideox
@@ -259,6 +313,7 @@ void register_nodes(reel::Registry& registry) {
       .outputs = {{"out", PortKind::video, "The generated RGB frames, streamed as they are decoded"}},
       .example_params = {{"model", "CogVideoX-5b"}, {"prompt", "a red fox in the snow"}},
       .create = [] { return std::make_unique<reel::cogvideox::CogVideoXNode>(); },
+      .detect_folder = reel::cogvideox::detect_folder,
   });
 }
 

@@ -26,14 +26,16 @@ Offload offload_mode(const std::string& name) {
 }
 
 Variant detect_variant(const ModelFolder& folder) {
-  const TransformerConfig t = TransformerConfig::from(folder.config("transformer"));
-  const VaeConfig v = VaeConfig::from(folder.config("vae"));
+  // From the raw configs, so that a variant reel cannot run yet is still named.
+  const Config t = folder.config("transformer"), v = folder.config("vae");
   Variant variant;
-  variant.image_to_video = t.in_channels == 2 * v.latent_channels;
-  variant.version_1_5 = false;  // 1.5's configs (patch_size_t) are refused by TransformerConfig for now
-  // 2b: the sin-cos table and no rotary embedding; 5b: rotary; the I2V transformer also takes the
-  // image latents (twice the channels).
-  variant.name = std::string(t.rotary ? "CogVideoX-5b" : "CogVideoX-2b") + (variant.image_to_video ? "-I2V" : "");
+  variant.image_to_video = t.integer("in_channels", 16) == 2 * v.integer("latent_channels", 16);
+  variant.version_1_5 = t.values().contains("patch_size_t") && !t.values()["patch_size_t"].is_null();
+  // 2b: the sin-cos table and no rotary embedding; 5b and 1.5: rotary; the I2V transformer also
+  // takes the image latents (twice the channels).
+  const bool rotary = t.boolean("use_rotary_positional_embeddings", false);
+  variant.name = variant.version_1_5 ? "CogVideoX1.5-5b" : rotary ? "CogVideoX-5b" : "CogVideoX-2b";
+  if (variant.image_to_video) variant.name += "-I2V";
   return variant;
 }
 

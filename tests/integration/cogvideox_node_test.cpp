@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <mutex>
 
 namespace fs = std::filesystem;
@@ -194,6 +195,47 @@ TEST(CogVideoXNode, SeedMinusOneDrawsASeedAndReportsIt) {
   // 5 frames are 2 latent frames, which the VAE decodes to 8 (as the reference does).
   EXPECT_EQ(test::probe(out)["nb_read_frames"], "8");
   EXPECT_EQ(r.nodes.front().outputs.at(0).frame_count, 8) << "the stream said so at configure";
+}
+
+}  // namespace
+
+namespace {
+
+// `reel models` names each folder's variant and components, and what keeps a folder from running.
+TEST(CogVideoXModels, ReelModelsNamesTheVariantAndComponentsOfEveryFolder) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path dir = test::temp_dir("cogvideox-models");
+  for (const char* name : {"tiny-cogvideox-5b", "tiny-cogvideox-2b", "tiny-cogvideox-5b-i2v", "tiny-cogvideox1.5-5b-i2v"})
+    fs::create_directory_symlink(models(name), dir / name);
+  fs::copy(models("tiny-cogvideox-2b"), dir / "broken", fs::copy_options::recursive);
+  fs::remove_all(dir / "broken/transformer");
+  std::string output;
+  ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " models " + dir.string() + " --json", &output), 0) << output;
+  std::map<std::string, json> by_name;
+  for (const json& item : json::parse(output)) by_name[fs::path(item["path"].get<std::string>()).filename()] = item;
+  const std::map<std::string, std::string> variants = {{"tiny-cogvideox-5b", "CogVideoX-5b"},
+                                                       {"tiny-cogvideox-2b", "CogVideoX-2b"},
+                                                       {"tiny-cogvideox-5b-i2v", "CogVideoX-5b-I2V"},
+                                                       {"tiny-cogvideox1.5-5b-i2v", "CogVideoX1.5-5b-I2V"},
+                                                       {"broken", "CogVideoXPipeline (variant unknown)"}};
+  for (const auto& [name, variant] : variants) {
+    ASSERT_TRUE(by_name.count(name)) << name << " not listed: " << output;
+    const json& item = by_name[name];
+    EXPECT_EQ(item["architecture"], variant) << name;
+    EXPECT_EQ(item["node_type"], "generator.cogvideox") << name;
+    for (const char* component : {"text_encoder", "tokenizer", "transformer", "vae", "scheduler"})
+      EXPECT_TRUE(item["components"].contains(component)) << name << " " << component;
+  }
+  EXPECT_FALSE(by_name["tiny-cogvideox-5b"].contains("problem")) << by_name["tiny-cogvideox-5b"].dump();
+  EXPECT_NE(by_name["tiny-cogvideox-5b"]["components"]["transformer"].get<std::string>().find("52336 parameters"),
+            std::string::npos);
+  EXPECT_EQ(by_name["broken"]["components"]["transformer"], "missing");
+  EXPECT_NE(by_name["broken"]["problem"].get<std::string>().find("transformer"), std::string::npos);
+  EXPECT_NE(by_name["tiny-cogvideox1.5-5b-i2v"]["problem"].get<std::string>().find("patch_size_t"), std::string::npos);
+
+  // Named directly, a model folder is described itself.
+  ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " models " + models("tiny-cogvideox-5b-i2v").string(), &output), 0);
+  EXPECT_NE(output.find("CogVideoX-5b-I2V, run with generator.cogvideox"), std::string::npos) << output;
 }
 
 }  // namespace

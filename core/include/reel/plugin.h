@@ -39,6 +39,10 @@ struct DetectedModel {
   std::string architecture;  // e.g. "RRDBNet x4, 23 blocks, 64 features, 32 growth"
   int scale = 0;             // output size / input size; 0 when the model does not scale images
   weights::Expected keys;    // the network's parameter names and shapes, in order (for conversion)
+  // A model that is a folder of components (a diffusers pipeline): each component's folder name
+  // and what it holds ("T5 v1.1 encoder, 24 layers, 4.76G parameters").
+  std::vector<std::pair<std::string, std::string>> components;
+  std::string problem;  // set when the node type recognises the model but cannot run it, and why
 };
 
 struct NodeType {
@@ -53,6 +57,9 @@ struct NodeType {
   // Model nodes: recognises a checkpoint this node type runs; empty when it does not. Must not
   // load weights (only names and shapes). May throw BadInputError.
   std::function<std::optional<DetectedModel>(const weights::Checkpoint&)> detect_model;
+  // Model nodes whose model is a folder: recognises one (reading configs and weight headers only);
+  // empty when it is not this type's. May throw BadInputError.
+  std::function<std::optional<DetectedModel>(const std::filesystem::path&)> detect_folder;
 };
 
 class Registry {
