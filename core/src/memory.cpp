@@ -1,3 +1,4 @@
+#include <reel/compute.h>
 #include <reel/runtime/memory.h>
 
 #include "host_tensor_cache.h"
@@ -34,6 +35,20 @@ std::uint64_t host_available_bytes() {
   while (meminfo >> key >> value >> unit)
     if (key == "MemAvailable:") return value * 1024;
   return 0;
+}
+
+std::optional<std::uint64_t> device_memory_bytes(const std::string& device) noexcept {
+  if (device == "cpu")
+    return static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+#ifdef REEL_WITH_CUDA
+  if (device.rfind("cuda:", 0) == 0 && cuda_available()) try {
+      cudaDeviceProp properties{};
+      if (cudaGetDeviceProperties(&properties, std::stoi(device.substr(5))) == cudaSuccess)
+        return static_cast<std::uint64_t>(properties.totalGlobalMem);
+    } catch (...) {
+    }
+#endif
+  return std::nullopt;
 }
 
 bool cuda_available() noexcept {

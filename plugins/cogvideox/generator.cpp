@@ -11,6 +11,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
 
 #include <charconv>
 #include <cstdio>
@@ -97,6 +98,7 @@ class CogVideoXNode : public Node {
                               "lower frames (4k+1) or use a longer video");
     pipeline_ = std::make_unique<Pipeline>(folder_, device_, dtype_, offload_);
     pipeline_->check(request_);
+    advise_offload(p.string("precision"));
 
     StreamDesc out;
     out.width = static_cast<int>(request_.width);
@@ -118,10 +120,10 @@ class CogVideoXNode : public Node {
       const std::uint64_t working =
           std::max(pipeline_->step_working_bytes(request_), pipeline_->decode_working_bytes(request_));
       const std::uint64_t all = w.text_encoder + w.transformer + w.vae;
-      const std::uint64_t largest = std::max({w.text_encoder, w.transformer, w.vae});
-      if (offload_ == Offload::none) return {{device_, all, working}};
-      if (offload_ == Offload::sequential && device_ != "cpu") return {{device_, largest, working}, {"cpu", all, 0}};
-      return {{device_, largest, working}};
+      const std::uint64_t device = pipeline_->device_peak_bytes(request_, offload_) - working;
+      // Sequential offload keeps every component in host memory while one is on the GPU.
+      if (offload_ == Offload::sequential && device_ != "cpu") return {{device_, device, working}, {"cpu", all, 0}};
+      return {{device_, device, working}};
     } catch (const std::exception& e) {
       log(LogLevel::warning, std::string("cannot estimate the model's memory: ") + e.what());
       return {};
@@ -169,6 +171,40 @@ class CogVideoXNode : public Node {
   }
 
  private:
+  // Says what each offload policy needs on the device, and warns (naming the policy that fits)
+  // when the chosen one needs more than the device has.
+  void advise_offload(const std::string& precision) const {
+    const char* names[] = {"none", "model", "sequential"};
+    const Offload policies[] = {Offload::none, Offload::model, Offload::sequential};
+    std::uint64_t need[3];
+    std::string table;
+    for (int i = 0; i < 3; ++i) {
+      need[i] = pipeline_->device_peak_bytes(request_, policies[i]);
+      table += std::string(i ? ", " : "") + names[i] + " " + gigabytes(need[i]);
+    }
+    const std::string what = pipeline_->variant().name + " in " + precision + " at " + std::to_string(request_.width) + "x" +
+                             std::to_string(request_.height) + "x" + std::to_string(request_.frames);
+    log(LogLevel::info, what + " needs about " + table + " on " + device_ + " (by offload policy)");
+    const auto capacity = device_memory_bytes(device_);
+    const int chosen = static_cast<int>(offload_);
+    if (!capacity || need[chosen] <= *capacity) return;
+    for (int i = 1; i < 3; ++i)
+      if (need[i] <= *capacity) {
+        log(LogLevel::warning, what + " with offload " + names[chosen] + " needs about " + gigabytes(need[chosen]) +
+                                   ", more than the " + gigabytes(*capacity) + " of " + device_ + ": set offload to " +
+                                   names[i] + " (about " + gigabytes(need[i]) + ")");
+        return;
+      }
+    log(LogLevel::warning, what + " needs about " + gigabytes(need[1]) + " even with offload, more than the " +
+                               gigabytes(*capacity) + " of " + device_ + ": lower width, height or frames");
+  }
+
+  static std::string gigabytes(std::uint64_t bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
+    return text;
+  }
+
   void run_denoising(Emitter& out) {
     if (request_.mode == Mode::video_to_video) {
       if (static_cast<std::int64_t>(video_frames_.size()) < request_.frames)
@@ -196,9 +232,11 @@ class CogVideoXNode : public Node {
       latents = pipeline_->denoise(request_, hooks);
     } catch (const std::exception& e) {
       if (!is_out_of_memory(e)) throw;
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      const std::string cause = c10_error ? c10_error->what_without_backtrace() : e.what();
       throw OutOfMemoryError(pipeline_->variant().name + " ran out of memory generating " + std::to_string(request_.frames) +
                                  " frames at " + std::to_string(request_.width) + "x" + std::to_string(request_.height) +
-                                 ": " + e.what(),
+                                 ": " + cause.substr(0, cause.find('\n')),
                              "set offload to model (or sequential), or lower width, height or frames");
     }
     pipeline_->start_decode(latents, VaeTiling{vae_tile_, vae_tile_});

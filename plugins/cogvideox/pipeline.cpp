@@ -358,10 +358,28 @@ void Pipeline::release() noexcept {
 
 Pipeline::Footprint Pipeline::weight_bytes() const {
   const State& s = *state_;
-  const auto bytes = [&](const char* component) {
-    return s.folder.weights(component).parameter_count() * static_cast<std::uint64_t>(element_size(s.dtype));
+  // From the configs (the shapes the networks expect), so a plan needs no weights at hand.
+  const auto bytes = [&](const weights::Expected& expected) {
+    std::uint64_t n = 0;
+    for (const auto& [name, shape] : expected) {
+      std::uint64_t count = 1;
+      for (std::int64_t d : shape) count *= static_cast<std::uint64_t>(d);
+      n += count;
+    }
+    return n * static_cast<std::uint64_t>(element_size(s.dtype));
   };
-  return {bytes("text_encoder"), bytes("transformer"), bytes("vae")};
+  return {bytes(T5Encoder(s.t5_config).expected()), bytes(Transformer(s.transformer_config).expected()),
+          bytes(Vae(s.vae_config).expected())};
+}
+
+std::uint64_t Pipeline::device_peak_bytes(const Request& r, Offload offload) const {
+  const Footprint w = weight_bytes();
+  const std::uint64_t working = std::max(step_working_bytes(r), decode_working_bytes(r));
+  if (offload == Offload::none) return w.text_encoder + w.transformer + w.vae + working;
+  // model: the text encoder goes before the transformer loads, and the VAE waits out the
+  // denoising (offloaded); sequential: one component on the device at a time. On the device
+  // both come to the largest component plus the work.
+  return std::max({w.text_encoder, w.transformer, w.vae}) + working;
 }
 
 std::uint64_t Pipeline::step_working_bytes(const Request& r) const {
@@ -373,9 +391,11 @@ std::uint64_t Pipeline::step_working_bytes(const Request& r) const {
   const std::uint64_t tokens = t.max_text_length + latent_frames * (r.height / f) * (r.width / f);
   const std::uint64_t batch = r.guidance > 1.0 ? 2 : 1;
   // Per token: the residual stream, q/k/v, the attention output and the 4x feed-forward, about
-  // 12 widths alive at once; plus one score matrix per head.
-  const std::uint64_t activations = batch * tokens * t.inner() * 12 * element_size(s.dtype);
-  const std::uint64_t scores = batch * t.heads * tokens * tokens * element_size(s.dtype);
+  // 12 widths alive at once; plus one chunk of attention scores (and its softmax).
+  const std::int64_t size = element_size(s.dtype);
+  const std::uint64_t activations = batch * tokens * t.inner() * 12 * size;
+  const std::uint64_t chunk = attention_query_chunk(batch, t.heads, tokens, size);
+  const std::uint64_t scores = 2 * batch * t.heads * chunk * tokens * size;
   return activations + scores;
 }
 

@@ -100,6 +100,9 @@ class Pipeline {
     std::uint64_t text_encoder = 0, transformer = 0, vae = 0;
   };
   Footprint weight_bytes() const;
+  // What the compute device holds at most during the run under an offload policy: weights plus
+  // the larger working set.
+  std::uint64_t device_peak_bytes(const Request& request, Offload offload) const;
   // Transient bytes of one denoising step and of decoding one chunk, for `request`'s size.
   std::uint64_t step_working_bytes(const Request& request) const;
   std::uint64_t decode_working_bytes(const Request& request) const;

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 namespace reel::cogvideox {
@@ -50,6 +52,33 @@ TransformerConfig TransformerConfig::from(const Config& config) {
 }
 
 Transformer::Transformer(TransformerConfig config) : config_(config) {}
+
+std::int64_t attention_query_chunk(std::int64_t batch, std::int64_t heads, std::int64_t tokens, std::int64_t element_size) {
+  const std::int64_t row = std::max<std::int64_t>(1, batch * heads * tokens * element_size);
+  return std::clamp<std::int64_t>(kAttentionScoreBytes / row, 1, tokens);
+}
+
+namespace {
+
+// softmax(q k^T / sqrt(d)) v for B x heads x L x d, in query chunks so that the score matrix
+// (B x heads x chunk x L) stays within kAttentionScoreBytes: a 5b model at 720x480x49 has 17776
+// tokens, whose whole score matrix would take 61 GB in bf16. Each query row is computed exactly
+// as without chunks.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const double root = std::sqrt(static_cast<double>(q.size(-1)));
+  const at::Tensor kt = k.transpose(-2, -1);
+  const std::int64_t tokens = q.size(2);
+  const std::int64_t chunk = attention_query_chunk(q.size(0), q.size(1), k.size(2), q.element_size());
+  if (chunk >= tokens) return at::matmul(at::softmax(at::matmul(q, kt) / root, -1), v);
+  at::Tensor out = at::empty(q.sizes(), q.options());
+  for (std::int64_t start = 0; start < tokens; start += chunk) {
+    const std::int64_t n = std::min(chunk, tokens - start);
+    out.narrow(2, start, n).copy_(at::matmul(at::softmax(at::matmul(q.narrow(2, start, n), kt) / root, -1), v));
+  }
+  return out;
+}
+
+}  // namespace
 
 void TransformerConfig::check_size(std::int64_t height, std::int64_t width) const {
   if (!learned_positions) return;
@@ -273,8 +302,7 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
       q = at::cat({q.narrow(2, 0, text_length), rotate(q.narrow(2, text_length, video), cos, sin)}, 2);
       k = at::cat({k.narrow(2, 0, text_length), rotate(k.narrow(2, text_length, video), cos, sin)}, 2);
     }
-    at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
-    at::Tensor attended = at::matmul(at::softmax(scores, -1), v).transpose(1, 2).reshape({batch, -1, d});
+    at::Tensor attended = attention(q, k, v).transpose(1, 2).reshape({batch, -1, d});
     attended = linear(attended, b + "attn1.to_out.0");
     hidden = hidden + gate * attended.narrow(1, text_length, video);
     enc = enc + enc_gate * attended.narrow(1, 0, text_length);

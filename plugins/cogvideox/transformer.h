@@ -37,6 +37,11 @@ struct TransformerConfig {
   void check_size(std::int64_t height, std::int64_t width) const;
 };
 
+// Attention runs in query chunks whose score matrix stays within this many bytes.
+constexpr std::int64_t kAttentionScoreBytes = std::int64_t{1} << 30;
+// How many query rows one chunk has, for B x heads x tokens attention in elements of that size.
+std::int64_t attention_query_chunk(std::int64_t batch, std::int64_t heads, std::int64_t tokens, std::int64_t element_size);
+
 class Transformer {
  public:
   explicit Transformer(TransformerConfig config);

@@ -2,6 +2,7 @@
 // reference implementation): the T5 tokenizer, the T5 v1.1 encoder, and the model folder's
 // config and weight handling on folders the tests build themselves.
 #include "model_folder.h"
+#include "pipeline.h"
 #include "t5.h"
 #include "test_support.h"
 #include "tokenizer.h"
@@ -401,4 +402,65 @@ TEST(CogVideoXTransformer, LayoutsNotImplementedYetAreRefusedByName) {
   EXPECT_NE(failure_of([] { TransformerConfig::from(ModelFolder::open(reference("models/tiny-cogvideox1.5-5b-i2v")).config("transformer")); })
                 .find("'patch_size_t'"),
             std::string::npos);
+}
+
+// After running out of memory mid-clip the decode switches to tiles and rebuilds the tiles' conv
+// caches from the clip's start: the chunks after the switch equal a tiled decode of the whole clip.
+TEST(CogVideoXVae, RetilingMidClipContinuesAsATiledDecodeOfTheWholeClip) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  c10::InferenceMode inference;
+  Vae vae = vae_of("5b");
+  at::manual_seed(11);
+  at::Tensor latents = at::randn({1, 16, 5, 8, 12});  // chunks of 3, then 2 latent frames
+  const VaeTiling tiling{32, 48};
+  const at::Tensor whole = vae.decode(latents), tiled = vae.decode(latents, {}, tiling);
+  VaeDecoding decoding(vae, latents);
+  const at::Tensor first = decoding.next();
+  EXPECT_TRUE(at::equal(first, whole.narrow(2, 0, 9))) << "the first chunk, untiled";
+  decoding.retile(tiling);
+  const at::Tensor second = decoding.next();
+  EXPECT_TRUE(decoding.done());
+  EXPECT_TRUE(at::equal(second, tiled.narrow(2, 9, 8))) << "the second chunk, as the tiled decode has it";
+  EXPECT_FALSE(at::equal(second, whole.narrow(2, 9, 8)));
+  EXPECT_FALSE(decoding.next().defined());
+}
+
+// The memory a real-size model needs, from configs alone: CogVideoX-5b's sizes (48 heads x 64,
+// 42 layers; T5-XXL; the 128-512 channel VAE) in a folder without weights. In bf16 at 720x480x49
+// it does not fit a 24 GB card with every component loaded, and does with offload: model.
+TEST(CogVideoXPipeline, RealSizeMemoryEstimatesMakeOffloadModelTheChoiceFor24GB) {
+  REQUIRE_COGVIDEOX_REFERENCE();
+  const fs::path dir = test::temp_dir("cogvideox-5b-configs");
+  fs::copy(tiny("5b") / "model_index.json", dir / "model_index.json");
+  for (const char* component : {"text_encoder", "tokenizer", "transformer", "vae", "scheduler"}) {
+    fs::create_directories(dir / component);
+    for (const auto& entry : fs::directory_iterator(tiny("5b") / component))
+      if (entry.path().extension() == ".json" || entry.path().extension() == ".model")
+        fs::copy(entry.path(), dir / component / entry.path().filename());
+    for (const auto& entry : fs::directory_iterator(dir / component))
+      fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+  }
+  edit_json(dir / "text_encoder/config.json", [](json& c) {
+    c["d_model"] = 4096, c["d_ff"] = 10240, c["d_kv"] = 64, c["num_heads"] = 64, c["num_layers"] = 24;
+  });
+  edit_json(dir / "transformer/config.json", [](json& c) {
+    c["num_attention_heads"] = 48, c["attention_head_dim"] = 64, c["num_layers"] = 42, c["time_embed_dim"] = 512;
+    c["text_embed_dim"] = 4096, c["sample_height"] = 60, c["sample_width"] = 90, c["sample_frames"] = 49;
+  });
+  edit_json(dir / "vae/config.json", [](json& c) {
+    c["block_out_channels"] = {128, 256, 256, 512}, c["norm_num_groups"] = 32;
+  });
+  Pipeline pipeline(dir, "cpu", at::kBFloat16, Offload::model);
+  const Pipeline::Footprint w = pipeline.weight_bytes();
+  // Parameters as published: T5-XXL encoder 4.76G, CogVideoX-5b transformer 5.57G, VAE 0.22G.
+  EXPECT_NEAR(w.text_encoder / 2 / 1e9, 4.76, 0.02);
+  EXPECT_NEAR(w.transformer / 2 / 1e9, 5.57, 0.03);
+  EXPECT_NEAR(w.vae / 2 / 1e9, 0.22, 0.02);
+  Request r;
+  r.frames = 49, r.width = 720, r.height = 480;
+  const double gb = 1e9, card = 24 * gb;
+  const double none = pipeline.device_peak_bytes(r, Offload::none), model = pipeline.device_peak_bytes(r, Offload::model);
+  std::printf("CogVideoX-5b bf16 720x480x49: offload none %.1f GB, model %.1f GB\n", none / gb, model / gb);
+  EXPECT_GT(none, card);
+  EXPECT_LT(model, card);
 }
