@@ -374,12 +374,12 @@ Pipeline::Footprint Pipeline::weight_bytes() const {
 
 std::uint64_t Pipeline::device_peak_bytes(const Request& r, Offload offload) const {
   const Footprint w = weight_bytes();
-  const std::uint64_t working = std::max(step_working_bytes(r), decode_working_bytes(r));
-  if (offload == Offload::none) return w.text_encoder + w.transformer + w.vae + working;
-  // model: the text encoder goes before the transformer loads, and the VAE waits out the
-  // denoising (offloaded); sequential: one component on the device at a time. On the device
-  // both come to the largest component plus the work.
-  return std::max({w.text_encoder, w.transformer, w.vae}) + working;
+  const std::uint64_t step = step_working_bytes(r), decode = decode_working_bytes(r);
+  if (offload == Offload::none) return w.text_encoder + w.transformer + w.vae + std::max(step, decode);
+  // model: the text encoder goes before the transformer loads, the VAE waits out the denoising
+  // and the transformer goes before decoding; sequential: one component on the device at a
+  // time. Either way the peak is the heaviest phase (the prompts' work is small).
+  return std::max({w.text_encoder, w.transformer + step, w.vae + decode});
 }
 
 std::uint64_t Pipeline::step_working_bytes(const Request& r) const {
