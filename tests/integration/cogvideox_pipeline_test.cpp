@@ -188,3 +188,19 @@ TEST(CogVideoXPipeline, RequestsTheModelCannotRunAreRefusedByParameter) {
   bad.video = at::zeros({3, 13, 64, 96});
   EXPECT_THROW(t2v.check(bad), BadInputError) << "13 frames for 17";
 }
+
+// Out of memory while decoding: the node's degrade() halves the tiles (whole frames first) until
+// 16 pixels, and the decode goes on with the same chunk.
+TEST(CogVideoXPipeline, DecodeDegradesToHalvedTilesDownToSixteenPixels) {
+  REQUIRE_COGVIDEOX_CASES();
+  Pipeline pipeline(test::shared_dir() / "reference/cogvideox/models/tiny-cogvideox-2b", "cpu", at::kFloat, Offload::none);
+  EXPECT_FALSE(pipeline.degrade_decode()) << "nothing is being decoded";
+  at::manual_seed(4);
+  pipeline.start_decode(at::randn({1, 3, 16, 8, 12}));  // 9 frames of 96x64
+  const at::Tensor first = pipeline.next_frames();
+  EXPECT_EQ(first.size(0), 9);
+  std::vector<std::pair<std::int64_t, std::int64_t>> ladder;
+  while (pipeline.degrade_decode()) ladder.emplace_back(pipeline.decode_tiling().sample_width, pipeline.decode_tiling().sample_height);
+  EXPECT_EQ(ladder, (std::vector<std::pair<std::int64_t, std::int64_t>>{{48, 32}, {24, 16}, {16, 16}}));
+  EXPECT_FALSE(pipeline.next_frames().defined()) << "one chunk only, already handed out";
+}
