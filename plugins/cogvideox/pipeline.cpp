@@ -188,6 +188,11 @@ void Pipeline::check(const Request& r) const {
   if (r.steps < 1 || r.steps > s.schedule_config.train_timesteps)
     throw InvalidParamError("steps", "must be between 1 and " + std::to_string(s.schedule_config.train_timesteps));
   if (!(r.guidance >= 0)) throw InvalidParamError("guidance", "must be 0 or more");
+  if (mode == Mode::video_to_video && s.transformer_config.patch_t &&
+      ((frames - 1) / time + 1) % s.transformer_config.patch_t != 0)
+    throw InvalidParamError("frames", "video-to-video with " + s.variant.name + " needs an even number of latent frames: " +
+                                          "4(2k+1)+1 frames (5, 13, 21, ...), got " + std::to_string(frames),
+                            "the reference pipeline refuses the other counts too");
   if (mode == Mode::video_to_video && static_cast<std::int64_t>(r.steps * r.strength) < 1)
     throw InvalidParamError("strength", "leaves no step to run: steps x strength must be at least 1",
                             "raise strength (0..1) or steps");
@@ -244,7 +249,12 @@ at::Tensor Pipeline::denoise(const Request& r, const Hooks& hooks) {
   const std::int64_t frames = r.frames;
   const std::int64_t latent_frames = (frames - 1) / s.vae_config.temporal_compression_ratio + 1;
   const std::int64_t f = s.vae_config.spatial_factor();
-  const std::vector<std::int64_t> shape{1, latent_frames, s.vae_config.latent_channels, r.height / f, r.width / f};
+  // CogVideoX 1.5 patches pairs of latent frames: an odd count gets a padding frame in front,
+  // dropped before decoding, as the reference pipelines do.
+  const std::int64_t pt = s.transformer_config.patch_t;
+  const std::int64_t padding = pt && latent_frames % pt ? pt - latent_frames % pt : 0;
+  const std::vector<std::int64_t> shape{1, latent_frames + padding, s.vae_config.latent_channels, r.height / f,
+                                        r.width / f};
   const auto noise_options = at::TensorOptions().dtype(at::kFloat);
 
   at::Tensor latents, image_latents;
@@ -253,7 +263,7 @@ at::Tensor Pipeline::denoise(const Request& r, const Hooks& hooks) {
   } else if (mode == Mode::image_to_video) {
     // The image's encoding is the first latent frame of the condition, zeros after it.
     at::Tensor first = s.encode_latents(r.image.unsqueeze(1), generator);
-    image_latents = at::cat({first, at::zeros({1, latent_frames - 1, shape[2], shape[3], shape[4]}, first.options())}, 1);
+    image_latents = at::cat({first, at::zeros({1, shape[1] - 1, shape[2], shape[3], shape[4]}, first.options())}, 1);
     latents = at::randn(shape, generator, noise_options).to(s.device);
   } else {
     at::Tensor encoded = s.encode_latents(r.video.narrow(1, 0, frames), generator);
@@ -269,7 +279,7 @@ at::Tensor Pipeline::denoise(const Request& r, const Hooks& hooks) {
   const std::int64_t h = shape[3], w = shape[4];
   at::Tensor rope_cos, rope_sin;
   if (s.transformer_config.rotary) {
-    std::tie(rope_cos, rope_sin) = transformer.rotary_tables(latent_frames, h, w);
+    std::tie(rope_cos, rope_sin) = transformer.rotary_tables(shape[1], h, w);
     rope_cos = rope_cos.to(s.device);
     rope_sin = rope_sin.to(s.device);
   }
@@ -291,7 +301,7 @@ at::Tensor Pipeline::denoise(const Request& r, const Hooks& hooks) {
   }
   s.rest(transformer);
   if (s.offload != Offload::none) s.transformer.reset();
-  return latents;
+  return latents.narrow(1, padding, latent_frames);
 }
 
 void Pipeline::start_decode(const at::Tensor& latents, VaeTiling tiling) {
@@ -301,7 +311,8 @@ void Pipeline::start_decode(const at::Tensor& latents, VaeTiling tiling) {
   Vae& vae = s.autoencoder();
   s.activate(vae);
   at::Tensor z = latents.permute({0, 2, 1, 3, 4});
-  z = (s.vae_config.invert_scale_latents ? z * s.vae_config.scaling_factor : z / s.vae_config.scaling_factor).to(s.dtype);
+  // Divided by the scaling factor in every version (1.5's invert_scale_latents concerns the encode).
+  z = (z / s.vae_config.scaling_factor).to(s.dtype);
   s.decoding.emplace(vae, z, tiling);
   s.decoding_height = z.size(3) * s.vae_config.spatial_factor();
   s.decoding_width = z.size(4) * s.vae_config.spatial_factor();

@@ -38,14 +38,19 @@ TransformerConfig TransformerConfig::from(const Config& config) {
   auto refuse = [&](const std::string& what) {
     throw BadInputError("config " + config.file().string() + ": " + what);
   };
-  if (config.values().contains("patch_size_t") && !config.values()["patch_size_t"].is_null())
-    refuse("'patch_size_t' is " + config.values()["patch_size_t"].dump() +
-           " (the CogVideoX 1.5 layout with temporal patches and an ofs embedding), which reel does not implement yet");
+  c.patch_t = config.integer("patch_size_t", 0);
+  c.ofs_dim = config.integer("ofs_embed_dim", 0);
   config.require("norm_elementwise_affine", true);
-  config.require("patch_bias", true);
+  // 1.0's convolution honours patch_bias; 1.5's linear patch embedding has a bias whatever it says.
+  if (!c.patch_t) config.require("patch_bias", true);
   if (!c.rotary && c.learned_positions)
     refuse("learned position embeddings without rotary ones: no CogVideoX model has that layout");
-  config.require("ofs_embed_dim", nullptr);
+  if (c.patch_t && (!c.rotary || c.learned_positions))
+    refuse("temporal patches (patch_size_t) without rotary embeddings, or with a learned table: no CogVideoX model has that layout");
+  if (c.patch_t < 0 || c.ofs_dim < 0 || c.ofs_dim % 2) refuse("'patch_size_t' or 'ofs_embed_dim' is out of range");
+  if (c.ofs_dim && c.ofs_dim != c.time_embed_dim)
+    refuse("'ofs_embed_dim' " + std::to_string(c.ofs_dim) + " differs from 'time_embed_dim' " +
+           std::to_string(c.time_embed_dim) + ": the two embeddings are added");
   if (c.heads < 1 || c.head_dim < 2 || c.head_dim % 2 || c.layers < 1 || c.patch < 1 || c.time_embed_dim < 1)
     refuse("the attention, layer or patch sizes are out of range");
   return c;
@@ -101,7 +106,10 @@ weights::Expected Transformer::expected() const {
     e.push_back({name + ".weight", {n}});
     e.push_back({name + ".bias", {n}});
   };
-  e.push_back({"patch_embed.proj.weight", {d, config_.in_channels, p, p}});
+  if (config_.patch_t)
+    e.push_back({"patch_embed.proj.weight", {d, config_.in_channels * p * p * config_.patch_t}});
+  else
+    e.push_back({"patch_embed.proj.weight", {d, config_.in_channels, p, p}});
   e.push_back({"patch_embed.proj.bias", {d}});
   linear("patch_embed.text_proj", d, config_.text_embed_dim);
   if (config_.learned_positions) {
@@ -111,6 +119,10 @@ weights::Expected Transformer::expected() const {
   }
   linear("time_embedding.linear_1", t, d);
   linear("time_embedding.linear_2", t, t);
+  if (config_.ofs_dim) {
+    linear("ofs_embedding.linear_1", config_.ofs_dim, config_.ofs_dim);
+    linear("ofs_embedding.linear_2", config_.ofs_dim, config_.ofs_dim);
+  }
   for (std::int64_t i = 0; i < config_.layers; ++i) {
     const std::string b = "transformer_blocks." + std::to_string(i) + ".";
     for (const char* n : {"norm1", "norm2"}) {
@@ -127,7 +139,7 @@ weights::Expected Transformer::expected() const {
   norm("norm_final", d);
   linear("norm_out.linear", 2 * d, t);
   norm("norm_out.norm", d);
-  linear("proj_out", p * p * config_.out_channels, d);
+  linear("proj_out", p * p * std::max<std::int64_t>(1, config_.patch_t) * config_.out_channels, d);
   return e;
 }
 
@@ -197,6 +209,18 @@ std::pair<at::Tensor, at::Tensor> Transformer::rotary_tables(std::int64_t frames
                                                             std::int64_t width) const {
   const std::int64_t p = config_.patch, grid_h = height / p, grid_w = width / p;
   const double base_w = static_cast<double>(config_.sample_width / p), base_h = static_cast<double>(config_.sample_height / p);
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor ys, xs, ts;
+  if (config_.patch_t) {
+    // 1.5: integer positions, the first grid_h x grid_w of the sample grid; time in patch slots.
+    if (grid_h > base_h || grid_w > base_w)
+      throw InvalidParamError(grid_h > base_h ? "height" : "width",
+                              "this CogVideoX 1.5 transformer makes at most " + std::to_string(config_.sample_width * 8) + "x" +
+                                  std::to_string(config_.sample_height * 8) + " (its rotary grid)");
+    frames = (frames + config_.patch_t - 1) / config_.patch_t;
+    ys = at::arange(grid_h, options), xs = at::arange(grid_w, options), ts = at::arange(frames, options);
+    return rotary_grid(frames, grid_h, grid_w, ts, ys, xs);
+  }
   // Fit the grid into the sample grid keeping its aspect, centred (Python's round: half to even).
   double top = 0, left = 0, bottom = 0, right = 0;
   if (static_cast<double>(grid_h) / grid_w > base_h / base_w) {
@@ -208,10 +232,16 @@ std::pair<at::Tensor, at::Tensor> Transformer::rotary_tables(std::int64_t frames
     top = std::nearbyint((base_h - resized_h) / 2.0), left = std::nearbyint((base_w - base_w) / 2.0);
     bottom = top + resized_h, right = left + base_w;
   }
-  const auto options = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor ys = at::linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, options);
-  at::Tensor xs = at::linspace(left, right * (grid_w - 1) / grid_w, grid_w, options);
-  at::Tensor ts = at::linspace(0, static_cast<double>(frames) * (frames - 1) / frames, frames, options);
+  ys = at::linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, options);
+  xs = at::linspace(left, right * (grid_w - 1) / grid_w, grid_w, options);
+  ts = at::linspace(0, static_cast<double>(frames) * (frames - 1) / frames, frames, options);
+  return rotary_grid(frames, grid_h, grid_w, ts, ys, xs);
+}
+
+// cos and sin of every (t, y, x) position: the head dimension split [t: D/4 | y: 3D/8 | x: 3D/8].
+std::pair<at::Tensor, at::Tensor> Transformer::rotary_grid(std::int64_t frames, std::int64_t grid_h, std::int64_t grid_w,
+                                                           const at::Tensor& ts, const at::Tensor& ys,
+                                                           const at::Tensor& xs) const {
   const std::int64_t d = config_.head_dim, dim_t = d / 4, dim_hw = d / 8 * 3;
   auto [t_cos, t_sin] = rotary_1d(dim_t, ts);
   auto [h_cos, h_sin] = rotary_1d(dim_hw, ys);
@@ -243,7 +273,7 @@ at::Tensor Transformer::sincos_positions(std::int64_t frames, std::int64_t heigh
 }
 
 at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
-                                at::Tensor rope_cos, at::Tensor rope_sin) const {
+                                at::Tensor rope_cos, at::Tensor rope_sin, double ofs) const {
   const std::int64_t batch = latents.size(0), frames = latents.size(1), channels = latents.size(2);
   const std::int64_t height = latents.size(3), width = latents.size(4), p = config_.patch, d = config_.inner();
   const std::int64_t text_length = text.size(1), heads = config_.heads, hd = config_.head_dim;
@@ -251,11 +281,30 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
   // Timestep embedding.
   at::Tensor emb = timestep_features(timesteps, d, config_.flip_sin_to_cos, config_.freq_shift).to(latents.scalar_type());
   emb = linear(at::silu(linear(emb, "time_embedding.linear_1")), "time_embedding.linear_2");
+  if (config_.ofs_dim) {
+    at::Tensor o = at::full({1}, ofs, timesteps.options().dtype(at::kFloat));
+    o = timestep_features(o, config_.ofs_dim, config_.flip_sin_to_cos, config_.freq_shift).to(latents.scalar_type());
+    emb = emb + linear(at::silu(linear(o, "ofs_embedding.linear_1")), "ofs_embedding.linear_2");
+  }
 
   // Patches and text to tokens.
-  at::Tensor image = at::conv2d(latents.reshape({-1, channels, height, width}), w("patch_embed.proj.weight"),
-                                w("patch_embed.proj.bias"), p);
-  image = image.view({batch, frames, d, -1}).transpose(2, 3).flatten(1, 2);  // B x (F h w) x d
+  at::Tensor image;
+  const std::int64_t pt = config_.patch_t;
+  if (pt) {
+    // 1.5: pt x p x p patches flattened (channels fastest) into a linear layer.
+    if (frames % pt)
+      throw BadInputError("this CogVideoX 1.5 transformer takes latent frames in pairs; got " + std::to_string(frames));
+    image = latents.permute({0, 1, 3, 4, 2})
+                .reshape({batch, frames / pt, pt, height / p, p, width / p, p, channels})
+                .permute({0, 1, 3, 5, 7, 2, 4, 6})
+                .flatten(4, 7)
+                .flatten(1, 3);
+    image = at::linear(image, w("patch_embed.proj.weight"), w("patch_embed.proj.bias"));
+  } else {
+    image = at::conv2d(latents.reshape({-1, channels, height, width}), w("patch_embed.proj.weight"),
+                       w("patch_embed.proj.bias"), p);
+    image = image.view({batch, frames, d, -1}).transpose(2, 3).flatten(1, 2);  // B x (F h w) x d
+  }
   at::Tensor tokens = at::cat({linear(text, "patch_embed.text_proj"), image}, 1);
   // The learned table (5b-I2V) is trained for the sample size only: another frame count gets the
   // sin-cos table instead, as the reference does; another resolution it refuses (so does check_size).
@@ -318,6 +367,10 @@ at::Tensor Transformer::forward(const at::Tensor& latents, const at::Tensor& tex
   hidden = layer_norm(hidden, "norm_out.norm", config_.norm_eps) * (1 + shift_scale[1]) + shift_scale[0];
   hidden = linear(hidden, "proj_out");
   // Patches back to latents: B x F x h x w x C x p x p -> B x F x C x H x W.
+  if (pt) {
+    at::Tensor out = hidden.reshape({batch, frames / pt, height / p, width / p, -1, pt, p, p});
+    return out.permute({0, 1, 5, 4, 2, 6, 3, 7}).flatten(6, 7).flatten(4, 5).flatten(1, 2);
+  }
   at::Tensor out = hidden.reshape({batch, frames, height / p, width / p, -1, p, p});
   return out.permute({0, 1, 4, 2, 5, 3, 6}).flatten(5, 6).flatten(3, 4);
 }

@@ -29,6 +29,9 @@ struct TransformerConfig {
   bool attention_bias = true, rotary = true, learned_positions = false;
   bool flip_sin_to_cos = true;
   std::int64_t freq_shift = 0;
+  // CogVideoX 1.5: patches of patch_t latent frames (0: 2D patches) and the ofs embedding's width
+  // (0: none; 1.5-I2V has one).
+  std::int64_t patch_t = 0, ofs_dim = 0;
 
   static TransformerConfig from(const Config& config);
   std::int64_t inner() const { return heads * head_dim; }
@@ -51,21 +54,25 @@ class Transformer {
   void load(const weights::Checkpoint& checkpoint);
   void to(const std::string& device, at::ScalarType dtype);
 
-  // The rotary tables (cos, sin), each (F * H/p * W/p) x head_dim, for F latent frames of H x W
-  // latents: positions on a grid fitted into the model's sample size (resized to fit, centred),
-  // as the reference pipeline builds them.
+  // The rotary tables (cos, sin), each (F' * H/p * W/p) x head_dim, for F latent frames of H x W
+  // latents, as the reference pipelines build them. 1.0: F' = F, positions on a grid fitted into
+  // the model's sample size (resized to fit, centred, fractional). 1.5: F' = ceil(F / patch_t),
+  // integer positions sliced from the sample grid (so the size may not exceed the sample size).
   std::pair<at::Tensor, at::Tensor> rotary_tables(std::int64_t frames, std::int64_t height, std::int64_t width) const;
   // The 3D sin-cos position table of the 2b layout, 1 x (L_text + F * H/p * W/p) x inner, the text
   // rows zero.
   at::Tensor sincos_positions(std::int64_t frames, std::int64_t height, std::int64_t width) const;
 
-  // latents: B x F x C x H x W; text: B x L x text_embed_dim; timesteps: B (int64 or float).
-  // rope_cos / rope_sin: the rotary tables, made by rotary_tables when not given. Returns
-  // B x F x out_channels x H x W.
+  // latents: B x F x C x H x W (F a multiple of patch_t in 1.5); text: B x L x text_embed_dim;
+  // timesteps: B (int64 or float). rope_cos / rope_sin: the rotary tables, made by rotary_tables
+  // when not given. `ofs`: the 1.5-I2V ofs input (2.0, what the reference pipelines pass).
+  // Returns B x F x out_channels x H x W.
   at::Tensor forward(const at::Tensor& latents, const at::Tensor& text, const at::Tensor& timesteps,
-                     at::Tensor rope_cos = {}, at::Tensor rope_sin = {}) const;
+                     at::Tensor rope_cos = {}, at::Tensor rope_sin = {}, double ofs = 2.0) const;
 
  private:
+  std::pair<at::Tensor, at::Tensor> rotary_grid(std::int64_t frames, std::int64_t grid_h, std::int64_t grid_w,
+                                                const at::Tensor& ts, const at::Tensor& ys, const at::Tensor& xs) const;
   const at::Tensor& w(const std::string& name) const { return weights_.at(name); }
   at::Tensor linear(const at::Tensor& x, const std::string& prefix) const;
   at::Tensor layer_norm(const at::Tensor& x, const std::string& prefix, double eps) const;

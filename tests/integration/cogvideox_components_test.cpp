@@ -28,7 +28,11 @@ namespace {
 #define REQUIRE_COGVIDEOX_REFERENCE() REEL_REQUIRE_SHARED("reference/cogvideox/models/tiny-cogvideox-5b/model_index.json")
 
 fs::path reference(const std::string& relative) { return test::shared_dir() / "reference/cogvideox" / relative; }
-fs::path tiny(const std::string& variant) { return reference("models/tiny-cogvideox-" + variant); }
+// "5b" -> tiny-cogvideox-5b, "1.5-5b-i2v" -> tiny-cogvideox1.5-5b-i2v (as the folders are named).
+std::string tiny_name(const std::string& variant) {
+  return "tiny-cogvideox" + std::string(variant.rfind("1.5", 0) == 0 ? "" : "-") + variant;
+}
+fs::path tiny(const std::string& variant) { return reference("models/" + tiny_name(variant)); }
 
 T5Encoder text_encoder(const ModelFolder& folder) {
   T5Encoder encoder(T5Config::from(folder.config("text_encoder")));
@@ -363,7 +367,7 @@ TEST_P(CogVideoXTransformerReference, MatchesTheReferenceWithin1e4) {
   ModelFolder folder = ModelFolder::open(tiny(variant));
   Transformer transformer(TransformerConfig::from(folder.config("transformer")));
   transformer.load(folder.weights("transformer"));
-  const fs::path dir = reference("components/transformer_tiny-cogvideox-" + variant);
+  const fs::path dir = reference("components/transformer_" + tiny_name(variant));
   at::Tensor latents = test::read_npy(dir / "hidden_states.npy");
   if (fs::exists(dir / "rope_cos.npy")) {
     auto [cos, sin] = transformer.rotary_tables(latents.size(1), latents.size(3), latents.size(4));
@@ -380,7 +384,7 @@ TEST_P(CogVideoXTransformerReference, MatchesTheReferenceWithin1e4) {
   EXPECT_LE(error, 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, CogVideoXTransformerReference, testing::Values("5b", "5b-i2v", "2b"));
+INSTANTIATE_TEST_SUITE_P(Variants, CogVideoXTransformerReference, testing::Values("5b", "5b-i2v", "2b", "1.5-5b-i2v"));
 
 // The whole-pipeline cases' RoPE tables (the 5b at 64x96, a grid cropped into its 8x22 sample).
 TEST(CogVideoXTransformer, RotaryTablesMatchThePipelineCases) {
@@ -397,11 +401,20 @@ TEST(CogVideoXTransformer, RotaryTablesMatchThePipelineCases) {
   }
 }
 
-TEST(CogVideoXTransformer, LayoutsNotImplementedYetAreRefusedByName) {
+TEST(CogVideoXTransformer, LayoutsNoModelHasAreRefusedByName) {
   REQUIRE_COGVIDEOX_REFERENCE();
-  EXPECT_NE(failure_of([] { TransformerConfig::from(ModelFolder::open(reference("models/tiny-cogvideox1.5-5b-i2v")).config("transformer")); })
-                .find("'patch_size_t'"),
-            std::string::npos);
+  const fs::path dir = test::temp_dir("transformer-config");
+  fs::create_directories(dir / "transformer");
+  std::ofstream(dir / "model_index.json") << R"({"_class_name": "CogVideoXPipeline", "transformer": ["diffusers", "CogVideoXTransformer3DModel"]})";
+  auto refusal = [&](const json& config) {
+    json c = json::parse(std::ifstream(tiny("1.5-5b-i2v") / "transformer/config.json"));
+    c.update(config);
+    std::ofstream(dir / "transformer/config.json") << c.dump();
+    return failure_of([&] { TransformerConfig::from(ModelFolder::open(dir).config("transformer")); });
+  };
+  EXPECT_NE(refusal({{"ofs_embed_dim", 48}}).find("'ofs_embed_dim' 48 differs from 'time_embed_dim' 24"), std::string::npos);
+  EXPECT_NE(refusal({{"use_rotary_positional_embeddings", false}}).find("temporal patches"), std::string::npos);
+  EXPECT_NE(refusal({{"activation_fn", "gelu"}}).find("'activation_fn'"), std::string::npos);
 }
 
 // After running out of memory mid-clip the decode switches to tiles and rebuilds the tiles' conv

@@ -111,6 +111,13 @@ TEST(CogVideoXPipeline, ImageToVideo5bReproducesTheReferenceFrames) {
   expect_reference_frames("i2v_5b_ddim", run_case("i2v_5b_ddim", Offload::model));
 }
 
+// CogVideoX 1.5: temporal patches, a padding latent frame, the ofs embedding, the sliced RoPE grid
+// and the inverted latent scaling on encode.
+TEST(CogVideoXPipeline, ImageToVideo15DpmReproducesTheReferenceFrames) {
+  REQUIRE_COGVIDEOX_CASES();
+  expect_reference_frames("i2v_15_dpm", run_case("i2v_15_dpm"));
+}
+
 TEST(CogVideoXPipeline, VideoToVideoReproducesTheReferenceFrames) {
   REQUIRE_COGVIDEOX_CASES();
   PipelineRun run = run_case("v2v_5b_dpm_dyncfg");
