@@ -7,9 +7,9 @@
 // patches. Keys as diffusers saves them: `patch_embed.proj.weight`, `transformer_blocks.N.attn1.
 // to_q.weight`, ..., `proj_out.weight`.
 //
-// Implemented so far: the CogVideoX-2b (3D sin-cos position table), 5b (3D rotary embedding) and
-// 5b-I2V (rotary and a learned position table) layouts. 1.5 (temporal patches, ofs) is refused at
-// configure time by name.
+// Every released layout: CogVideoX-2b (3D sin-cos position table), 5b (3D rotary embedding),
+// 5b-I2V (rotary and a learned position table), 1.5 (patches of 2 latent frames through a linear
+// layer, a sliced rotary grid) and 1.5-I2V (plus the ofs embedding).
 #include "model_folder.h"
 
 #include <reel/weights.h>

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -245,6 +246,42 @@ TEST(CogVideoXModels, ReelModelsNamesTheVariantAndComponentsOfEveryFolder) {
   // Named directly, a model folder is described itself.
   ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " models " + models("tiny-cogvideox-5b-i2v").string(), &output), 0);
   EXPECT_NE(output.find("CogVideoX-5b-I2V, run with generator.cogvideox"), std::string::npos) << output;
+}
+
+}  // namespace
+
+namespace {
+
+// Denoising steps reach the user: the CLI prints each (stderr is not a terminal here) and the
+// worker emits a stage event per step.
+TEST(CogVideoXNode, TheCliAndTheWorkerShowEveryDenoisingStep) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path dir = test::temp_dir("cogvideox-progress");
+  std::ofstream(dir / "graph.json") << small_t2v(models("tiny-cogvideox-2b").string(), dir / "out.mkv").dump();
+  std::string output;
+  ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " run " + (dir / "graph.json").string() + " 2>&1", &output), 0)
+      << output;
+  EXPECT_NE(output.find("gen: denoising step 1/2"), std::string::npos) << output;
+  EXPECT_NE(output.find("gen: denoising step 2/2"), std::string::npos) << output;
+  EXPECT_NE(output.find("variant CogVideoX-2b, seed "), std::string::npos) << "the run's facts: " << output;
+
+  std::ofstream(dir / "jobs.txt") << json{{"graph", (dir / "graph.json").string()}, {"id", "j1"}, {"overwrite", true}}.dump()
+                                  << "\n";
+  ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " worker < " + (dir / "jobs.txt").string() + " 2>/dev/null", &output), 0)
+      << output;
+  int stages = 0;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    const json event = json::parse(line, nullptr, false);
+    if (event.is_object() && event["event"] == "stage") {
+      ++stages;
+      EXPECT_EQ(event["node"], "gen");
+      EXPECT_EQ(event["stage"], "denoising");
+      EXPECT_EQ(event["done"], stages);
+      EXPECT_EQ(event["total"], 2);
+    }
+  }
+  EXPECT_EQ(stages, 2) << output;
 }
 
 }  // namespace
