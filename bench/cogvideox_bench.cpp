@@ -4,9 +4,12 @@
 //   reel_cogvideox_bench FOLDER t5 REPEATS                      two 226-token prompts
 //   reel_cogvideox_bench FOLDER decode LATENT_FRAMES H W REPEATS  latents torch.randn(seed 0)
 //   reel_cogvideox_bench FOLDER encode FRAMES H W REPEATS         video torch.rand(seed 0) * 2 - 1
+//   reel_cogvideox_bench FOLDER step LATENT_FRAMES H W REPEATS    one guided denoising step: the
+//       transformer on a batch of 2 (negative and positive prompt), latents and text randn(seed 0)
 // Prints "seconds S" per repeat, the median and "checksum" (sum of |output|) to compare sides.
 #include "model_folder.h"
 #include "t5.h"
+#include "transformer.h"
 #include "vae.h"
 
 #include <ATen/ATen.h>
@@ -36,7 +39,8 @@ int main(int argc, char** argv) {
   int repeats = 0;
   std::unique_ptr<T5Encoder> t5;
   std::unique_ptr<Vae> vae;
-  at::Tensor input;
+  std::unique_ptr<Transformer> transformer;
+  at::Tensor input, text, timesteps, rope_cos, rope_sin;
   if (what == "t5") {
     repeats = std::stoi(argv[3]);
     t5 = std::make_unique<T5Encoder>(T5Config::from(folder.config("text_encoder")));
@@ -44,6 +48,19 @@ int main(int argc, char** argv) {
     at::manual_seed(0);
     input = at::randint(0, t5->config().vocab_size, {2, 226}, at::kLong);
     run = [&] { return t5->encode(input); };
+  } else if (what == "step") {
+    if (argc < 7) return 64;
+    const std::int64_t frames = std::stoll(argv[3]), h = std::stoll(argv[4]), w = std::stoll(argv[5]);
+    repeats = std::stoi(argv[6]);
+    transformer = std::make_unique<Transformer>(TransformerConfig::from(folder.config("transformer")));
+    transformer->load(folder.weights("transformer"));
+    const TransformerConfig& c = transformer->config();
+    at::manual_seed(0);
+    input = at::randn({2, frames, c.in_channels, h, w});
+    text = at::randn({2, c.max_text_length, c.text_embed_dim});
+    timesteps = at::full({2}, 999, at::kLong);
+    if (c.rotary) std::tie(rope_cos, rope_sin) = transformer->rotary_tables(frames, h, w);
+    run = [&] { return transformer->forward(input, text, timesteps, rope_cos, rope_sin); };
   } else {
     if (argc < 7) return 64;
     const std::int64_t frames = std::stoll(argv[3]), h = std::stoll(argv[4]), w = std::stoll(argv[5]);

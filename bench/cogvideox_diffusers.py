@@ -6,6 +6,7 @@ with), on the same diffusers folder, the same inputs (same seeds, same libtorch 
   DIFFUSERS_SRC=... COGREF_PYTHONPATH=... cogvideox_diffusers.py FOLDER t5 REPEATS
                                                                  FOLDER decode LATENT_FRAMES H W REPEATS
                                                                  FOLDER encode FRAMES H W REPEATS
+                                                                 FOLDER step LATENT_FRAMES H W REPEATS
 Prints "seconds S" per repeat, the median and "checksum" (sum of |output|).
 """
 import os
@@ -24,7 +25,8 @@ import _torch_compat  # noqa: E402
 _torch_compat.apply()
 
 import torch  # noqa: E402
-from diffusers import AutoencoderKLCogVideoX  # noqa: E402
+from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel  # noqa: E402
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline  # noqa: E402
 from transformers import T5EncoderModel  # noqa: E402  (the reference's T5)
 
 
@@ -37,6 +39,21 @@ def main():
         torch.manual_seed(0)
         ids = torch.randint(0, model.config.vocab_size, (2, 226))
         run = lambda: model(ids)[0]  # noqa: E731
+    elif what == "step":
+        frames, h, w, repeats = (int(x) for x in sys.argv[3:7])
+        model = CogVideoXTransformer3DModel.from_pretrained(os.path.join(folder, "transformer"),
+                                                            torch_dtype=torch.float32).eval()
+        torch.manual_seed(0)
+        latents = torch.randn(2, frames, model.config.in_channels, h, w)
+        text = torch.randn(2, model.config.max_text_seq_length, model.config.text_embed_dim)
+        timestep = torch.full((2,), 999, dtype=torch.long)
+        rope = None
+        if model.config.use_rotary_positional_embeddings:
+            # The pipeline's own table builder, on a stand-in holding what it reads.
+            pipe = type("Pipe", (), {"transformer": model, "vae_scale_factor_spatial": 8})()
+            rope = CogVideoXPipeline._prepare_rotary_positional_embeddings(pipe, h * 8, w * 8, frames, "cpu")
+        run = lambda: model(hidden_states=latents, encoder_hidden_states=text, timestep=timestep,  # noqa: E731
+                            image_rotary_emb=rope, return_dict=False)[0]
     else:
         frames, h, w, repeats = (int(x) for x in sys.argv[3:7])
         vae = AutoencoderKLCogVideoX.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch.float32).eval()
