@@ -73,33 +73,20 @@ struct Pipeline::State {
     if (offload == Offload::sequential && device != "cpu") component.to("cpu", dtype);
   }
 
-  T5Encoder& text() {
-    if (!text_encoder) {
-      T5Encoder encoder(t5_config);
-      encoder.load(folder.weights("text_encoder"));
-      encoder.to(resting_device(), dtype);
-      text_encoder.emplace(std::move(encoder));
+  // A component, loaded from the folder on first use and kept in `slot` until released.
+  template <class Component, class ComponentConfig>
+  Component& loaded(std::optional<Component>& slot, const ComponentConfig& config, const char* name) {
+    if (!slot) {
+      Component component(config);
+      component.load(folder.weights(name));
+      component.to(resting_device(), dtype);
+      slot.emplace(std::move(component));
     }
-    return *text_encoder;
+    return *slot;
   }
-  Transformer& denoiser() {
-    if (!transformer) {
-      Transformer t(transformer_config);
-      t.load(folder.weights("transformer"));
-      t.to(resting_device(), dtype);
-      transformer.emplace(std::move(t));
-    }
-    return *transformer;
-  }
-  Vae& autoencoder() {
-    if (!vae) {
-      Vae v(vae_config);
-      v.load(folder.weights("vae"));
-      v.to(resting_device(), dtype);
-      vae.emplace(std::move(v));
-    }
-    return *vae;
-  }
+  T5Encoder& text() { return loaded(text_encoder, t5_config, "text_encoder"); }
+  Transformer& denoiser() { return loaded(transformer, transformer_config, "transformer"); }
+  Vae& autoencoder() { return loaded(vae, vae_config, "vae"); }
 
   // (negative, positive) prompt embeddings, 1 x L x text_embed_dim each, in float32 on the device.
   std::pair<at::Tensor, at::Tensor> encode_prompts(const Request& r) {
