@@ -2,13 +2,19 @@
 # What each released CogVideoX variant needs in memory, by offload policy, as generator.cogvideox
 # estimates it from the configs: folders with the released models' sizes (made from the tiny
 # models' configs, no weights) planned with `reel plan` at the usual sizes.
-#   bench/cogvideox-memory.sh [build-dir]      (REEL_SHARED_DIR: the shared folder)
+#   bench/cogvideox-memory.sh [build-dir] [--keep DIR]   (REEL_SHARED_DIR: the shared folder)
+# --keep makes the folders in DIR and leaves them there (the tests plan with them).
 set -euo pipefail
 build=${1:-build}
 shared=${REEL_SHARED_DIR:-$(dirname "$0")/../../shared}
 tiny=$shared/reference/cogvideox/models
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ "${2:-}" = --keep ]; then
+  work=$3
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 
 make_folder() {  # name tiny-source transformer-edits(json)
   local dir=$work/$1

@@ -4,6 +4,7 @@
 #include "media.h"
 #include "test_support.h"
 
+#include <reel/compute.h>
 #include <reel/reel.h>
 #include <reel/runtime/executor.h>
 #include <reel/runtime/failure.h>
@@ -12,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -282,6 +284,65 @@ TEST(CogVideoXNode, TheCliAndTheWorkerShowEveryDenoisingStep) {
     }
   }
   EXPECT_EQ(stages, 2) << output;
+}
+
+}  // namespace
+
+namespace {
+
+// Cancelled during the denoising: the loop stops between steps, nothing is written.
+TEST(CogVideoXNode, CancellingBetweenDenoisingStepsStopsTheRunAndLeavesNoOutput) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-cancel") / "out.mkv";
+  json graph = small_t2v(models("tiny-cogvideox-2b").string(), out);
+  graph["nodes"][0]["params"]["steps"] = 6;
+  std::atomic<bool> cancel{false};
+  struct CancelAfterTwo : StageRecorder {
+    std::atomic<bool>* flag = nullptr;
+    void on_stage(const std::string& node, const std::string& stage, std::int64_t done, std::int64_t total) override {
+      StageRecorder::on_stage(node, stage, done, total);
+      if (done == 2) flag->store(true);
+    }
+  } observer;
+  observer.flag = &cancel;
+  RunResult r = test::run(graph, RunOptions{.observer = &observer, .cancel = &cancel});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.cancelled()) << r.failure->user_message();
+  EXPECT_EQ(observer.steps.size(), 2u) << "no step after the cancel";
+  EXPECT_TRUE(fs::is_empty(out.parent_path()));
+  expect_everything_unloaded(r);
+}
+
+// `reel plan` on CogVideoX-5b's real sizes (configs only) in bf16 with every component kept on a
+// device with less memory than that needs: the warning names offload model. The device is this
+// machine's RAM, so the check applies where that lies between the two needs (24 GB here).
+TEST(CogVideoXNode, PlanWarnsWithTheOffloadPolicyThatFits) {
+  REQUIRE_COGVIDEOX_CASES();
+  const auto ram = device_memory_bytes("cpu");
+  if (!ram || *ram < 16e9 || *ram > 25.9e9) GTEST_SKIP() << "this machine's RAM is outside 16-25.9 GB";
+  const fs::path dir = test::temp_dir("cogvideox-plan");
+  std::string output;
+  ASSERT_EQ(test::shell("REEL_SHARED_DIR=" + test::shared_dir().string() + " bash " + REEL_SOURCE_DIR +
+                            "/bench/cogvideox-memory.sh " + fs::path(REEL_EXECUTABLE).parent_path().parent_path().string() +
+                            " --keep " + dir.string() + " 2>&1",
+                        &output),
+            0)
+      << output;
+  std::ofstream(dir / "graph.json") << json{{"version", 1},
+                                            {"nodes",
+                                             {{{"id", "gen"},
+                                               {"type", "generator.cogvideox"},
+                                               {"params", {{"model", (dir / "CogVideoX-5b").string()}, {"prompt", "p"},
+                                                           {"device", "cpu"}, {"precision", "bf16"}, {"offload", "none"}}}},
+                                              {{"id", "save"},
+                                               {"type", "encoder.ffmpeg"},
+                                               {"inputs", {{"in", "gen.out"}}},
+                                               {"params", {{"path", (dir / "out.mkv").string()}, {"codec", "ffv1"}}}}}}}
+                                               .dump();
+  ASSERT_EQ(test::shell(std::string(REEL_EXECUTABLE) + " plan " + (dir / "graph.json").string() + " 2>&1", &output), 0)
+      << output;
+  EXPECT_NE(output.find("with offload none needs about 25.9 GB"), std::string::npos) << output;
+  EXPECT_NE(output.find("set offload to model (about 15.9 GB)"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -46,14 +46,20 @@ class Emitter {
   // Where progress() reports go: the stage, steps done, steps in all.
   using ProgressSink = std::function<void(std::string_view stage, std::int64_t done, std::int64_t total)>;
 
-  explicit Emitter(const std::atomic<bool>* stop_flag = nullptr, ProgressSink progress = {})
-      : stop_(stop_flag), progress_(std::move(progress)) {}
+  // stop_flag: set when the run stops (another node failed); cancel_flag: the user's cancel
+  // request, seen here at once rather than when the executor next looks.
+  explicit Emitter(const std::atomic<bool>* stop_flag = nullptr, ProgressSink progress = {},
+                   const std::atomic<bool>* cancel_flag = nullptr)
+      : stop_(stop_flag), cancel_(cancel_flag), progress_(std::move(progress)) {}
 
   void emit(at::Tensor image, int output_port = 0);
   void emit(Frame frame, int output_port = 0);
   // True once the run is being stopped (another node failed, or the user cancelled). Long work
   // inside one call should check it and throw CancelledError.
-  bool cancelled() const noexcept { return stop_ != nullptr && stop_->load(std::memory_order_relaxed); }
+  bool cancelled() const noexcept {
+    return (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) ||
+           (cancel_ != nullptr && cancel_->load(std::memory_order_relaxed));
+  }
   // Progress of long work inside one call ("denoising", 12, 50), for the CLI and the worker's
   // events. Cheap; call it once per step.
   void progress(std::string_view stage, std::int64_t done, std::int64_t total) const {
@@ -65,6 +71,7 @@ class Emitter {
 
  private:
   const std::atomic<bool>* stop_;
+  const std::atomic<bool>* cancel_;
   ProgressSink progress_;
   std::vector<std::pair<int, Frame>> frames_;
 };

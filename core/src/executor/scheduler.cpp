@@ -76,10 +76,13 @@ class Scheduler {
   }
 
   Emitter emitter(NodeRun& n) {
-    if (!run_.options.observer) return Emitter(&run_.stopping);
-    return Emitter(&run_.stopping, [this, &n](std::string_view stage, std::int64_t done, std::int64_t total) {
-      run_.options.observer->on_stage(n.id, std::string(stage), done, total);
-    });
+    if (!run_.options.observer) return Emitter(&run_.stopping, {}, run_.options.cancel);
+    return Emitter(
+        &run_.stopping,
+        [this, &n](std::string_view stage, std::int64_t done, std::int64_t total) {
+          run_.options.observer->on_stage(n.id, std::string(stage), done, total);
+        },
+        run_.options.cancel);
   }
 
   bool outputs_have_room(NodeRun& n) {
