@@ -86,8 +86,12 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 }  // namespace
 
 void TransformerConfig::check_size(std::int64_t height, std::int64_t width) const {
-  if (!learned_positions) return;
   const std::int64_t h = sample_height * 8, w = sample_width * 8;  // latents are 8x smaller (the VAE)
+  if (patch_t && (height > h || width > w))
+    throw InvalidParamError(height > h ? "height" : "width",
+                            "this CogVideoX 1.5 transformer makes at most " + std::to_string(w) + "x" + std::to_string(h) +
+                                " (its rotary grid), not " + std::to_string(width) + "x" + std::to_string(height));
+  if (!learned_positions) return;
   if (height != h || width != w)
     throw InvalidParamError(height != h ? "height" : "width",
                             "this CogVideoX transformer has a learned position table for " + std::to_string(w) + "x" +
@@ -213,10 +217,7 @@ std::pair<at::Tensor, at::Tensor> Transformer::rotary_tables(std::int64_t frames
   at::Tensor ys, xs, ts;
   if (config_.patch_t) {
     // 1.5: integer positions, the first grid_h x grid_w of the sample grid; time in patch slots.
-    if (grid_h > base_h || grid_w > base_w)
-      throw InvalidParamError(grid_h > base_h ? "height" : "width",
-                              "this CogVideoX 1.5 transformer makes at most " + std::to_string(config_.sample_width * 8) + "x" +
-                                  std::to_string(config_.sample_height * 8) + " (its rotary grid)");
+    config_.check_size(height * 8, width * 8);
     frames = (frames + config_.patch_t - 1) / config_.patch_t;
     ys = at::arange(grid_h, options), xs = at::arange(grid_w, options), ts = at::arange(frames, options);
     return rotary_grid(frames, grid_h, grid_w, ts, ys, xs);

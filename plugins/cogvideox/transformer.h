@@ -36,7 +36,8 @@ struct TransformerConfig {
   static TransformerConfig from(const Config& config);
   std::int64_t inner() const { return heads * head_dim; }
   // Refuses (InvalidParamError naming width or height) a video size the model cannot make: a
-  // transformer with a learned position table (5b-I2V) makes its sample size only. Pixels.
+  // transformer with a learned position table (5b-I2V) makes its sample size only, 1.5 at most
+  // its sample size (its rotary grid is sliced from it). Pixels.
   void check_size(std::int64_t height, std::int64_t width) const;
 };
 

@@ -176,6 +176,10 @@ TEST(CogVideoXPipeline, RequestsTheModelCannotRunAreRefusedByParameter) {
   with_image.width = 128;
   with_image.image = at::Tensor();
   EXPECT_EQ(param_of(i2v, with_image), "width") << "the learned table is for 96x64 only";
+  Pipeline v15(models / "tiny-cogvideox1.5-5b-i2v", "cpu", at::kFloat, Offload::none);
+  EXPECT_EQ(param_of(v15, with_image), "width") << "beyond 1.5's rotary grid (112x80)";
+  with_image.width = 96;
+  EXPECT_EQ(param_of(v15, with_image), "accepted") << "1.5 makes up to its sample size";
   with_image.width = 96;
   with_image.image = at::zeros({3, 32, 96});
   EXPECT_THROW(i2v.check(with_image), BadInputError) << "an image of another size";
