@@ -59,6 +59,7 @@ int command_run(const PluginCatalog& catalog, RunArgs args) {
     if (cancel_flag()) break;  // a cancel stops the remaining graphs too
     std::fprintf(stderr, "reel: running %s\n", file.c_str());
     results.push_back(run_graph_file(catalog, file, args.sets, args.options));
+    if (progress) progress->end_run();
     print_run_outcome(results.back());
   }
 

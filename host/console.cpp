@@ -78,7 +78,7 @@ const std::atomic<bool>& cancel_flag() { return g_cancel; }
 
 namespace {
 
-class ProgressPrinter : public RunObserver {
+class ProgressPrinter : public ProgressDisplay {
  public:
   ProgressPrinter() : terminal_(::isatty(STDERR_FILENO) != 0) {}
   ~ProgressPrinter() override {
@@ -113,6 +113,15 @@ class ProgressPrinter : public RunObserver {
       return;
     }
     draw(true);
+  }
+
+  void end_run() override {
+    std::lock_guard lock(mutex_);
+    if (progress_.empty()) return;
+    draw(true);
+    if (terminal_ && drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+    progress_.clear();
   }
 
  private:
@@ -165,7 +174,7 @@ class ProgressPrinter : public RunObserver {
 
 }  // namespace
 
-std::unique_ptr<RunObserver> make_progress_printer(bool enabled) {
+std::unique_ptr<ProgressDisplay> make_progress_printer(bool enabled) {
   if (!enabled) return nullptr;
   return std::make_unique<ProgressPrinter>();
 }

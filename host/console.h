@@ -22,7 +22,12 @@ void install_signal_handlers();
 const std::atomic<bool>& cancel_flag();
 
 // Progress per node: a redrawn line on a terminal, plain lines otherwise.
-std::unique_ptr<RunObserver> make_progress_printer(bool enabled);
+class ProgressDisplay : public RunObserver {
+ public:
+  // Draws the final counts and ends the line, so what is printed next starts on its own line.
+  virtual void end_run() = 0;
+};
+std::unique_ptr<ProgressDisplay> make_progress_printer(bool enabled);
 
 // "graph: succeeded in 1.2 s ..." or the failure's user message.
 void print_run_outcome(const RunResult& result);

@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
                                          "Run graphs one after another in this process; a failed graph does "
                                          "not stop the next");
   run_cmd->add_option("graphs", run.graphs, "Graph files")->required();
-  run_cmd->add_option("--set", run.sets, "Override a parameter: node.param=value (repeatable)");
+  run_cmd->add_option("--set", run.sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
   run_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files");
   run_cmd->add_option("--report", run.report_file, "Write the run report JSON here (an array for several graphs)");
   run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress");
@@ -87,13 +87,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> graphs, sets;
   CLI::App* validate_cmd = app.add_subcommand("validate", "Check graphs without configuring or loading anything");
   validate_cmd->add_option("graphs", graphs, "Graph files")->required();
-  validate_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)");
+  validate_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
 
   std::string plan_graph_file;
   bool json = false;
   CLI::App* plan_cmd = app.add_subcommand("plan", "Show negotiated streams and memory estimates; loads no model (a TorchScript module is probed once for its scale)");
   plan_cmd->add_option("graph", plan_graph_file, "Graph file")->required();
-  plan_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)");
+  plan_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
   plan_cmd->add_flag("--json", json, "Print the plan as JSON");
   add_run_options(plan_cmd);
 

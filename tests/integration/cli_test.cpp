@@ -146,6 +146,33 @@ TEST(Cli, SetOverridesAParameter) {
   EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 18u);
 }
 
+// Each --set takes one value, so a graph named after it is still the graph (it used to be taken
+// as a second override, and the command said the graph was missing).
+TEST(Cli, GraphAfterSetIsStillTheGraph) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", "--set", "src.frames=5", "--no-progress", graph.string()});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 5u);
+  fs::path no_output = write_graph(test::chain(4, {"test.map"}));
+  EXPECT_EQ(reel_cli({"plan", "--set", "src.frames=5", no_output.string()}).exit_code, 0);
+  EXPECT_EQ(reel_cli({"validate", "--set", "src.frames=5", no_output.string()}).exit_code, 0);
+}
+
+// With progress on (stderr is not a terminal here: plain lines), the final counts are printed and
+// the outcome starts on a line of its own.
+TEST(Cli, ProgressEndsWithTheFinalCountsBeforeTheOutcome) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(6, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string()});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const std::size_t outcome = o.err.find("succeeded");
+  ASSERT_NE(outcome, std::string::npos) << o.err;
+  const std::size_t final_counts = o.err.rfind("sink 6/6", outcome);
+  EXPECT_NE(final_counts, std::string::npos) << o.err;
+  EXPECT_EQ(o.err.rfind('\n', outcome) > final_counts, true) << "the outcome is on its own line: " << o.err;
+}
+
 TEST(Cli, ExistingOutputIsKeptUnlessOverwriteIsGiven) {
   fs::path dir = test::temp_dir();
   test::write_file(dir / "out.txt", "precious\n");
