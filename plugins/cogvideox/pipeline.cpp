@@ -30,11 +30,11 @@ Variant detect_variant(const ModelFolder& folder) {
   const Config t = folder.config("transformer"), v = folder.config("vae");
   Variant variant;
   variant.image_to_video = t.integer("in_channels", 16) == 2 * v.integer("latent_channels", 16);
-  variant.version_1_5 = t.values().contains("patch_size_t") && !t.values()["patch_size_t"].is_null();
+  const bool version_1_5 = t.values().contains("patch_size_t") && !t.values()["patch_size_t"].is_null();
   // 2b: the sin-cos table and no rotary embedding; 5b and 1.5: rotary; the I2V transformer also
   // takes the image latents (twice the channels).
   const bool rotary = t.boolean("use_rotary_positional_embeddings", false);
-  variant.name = variant.version_1_5 ? "CogVideoX1.5-5b" : rotary ? "CogVideoX-5b" : "CogVideoX-2b";
+  variant.name = version_1_5 ? "CogVideoX1.5-5b" : rotary ? "CogVideoX-5b" : "CogVideoX-2b";
   if (variant.image_to_video) variant.name += "-I2V";
   return variant;
 }
@@ -59,7 +59,6 @@ struct Pipeline::State {
   std::optional<Transformer> transformer;
   std::optional<Vae> vae;
   std::optional<VaeDecoding> decoding;  // refers to *vae
-  std::int64_t decoding_height = 0, decoding_width = 0;  // output pixels
 
   // Sequential offload keeps a component in host memory between its uses.
   std::string resting_device() const { return offload == Offload::sequential ? "cpu" : device; }
@@ -301,8 +300,6 @@ void Pipeline::start_decode(const at::Tensor& latents, VaeTiling tiling) {
   // Divided by the scaling factor in every version (1.5's invert_scale_latents concerns the encode).
   z = (z / s.vae_config.scaling_factor).to(s.dtype);
   s.decoding.emplace(vae, z, tiling);
-  s.decoding_height = z.size(3) * s.vae_config.spatial_factor();
-  s.decoding_width = z.size(4) * s.vae_config.spatial_factor();
 }
 
 at::Tensor Pipeline::next_frames() {
@@ -322,8 +319,8 @@ bool Pipeline::degrade_decode() {
   VaeTiling tiling = s.decoding->tiling();
   const std::int64_t f = s.vae_config.spatial_factor();
   // Whole frames first become tiles of half the frame, then the tiles halve; sizes in whole latents.
-  const std::int64_t height = tiling.enabled() ? tiling.sample_height : s.decoding_height;
-  const std::int64_t width = tiling.enabled() ? tiling.sample_width : s.decoding_width;
+  const std::int64_t height = tiling.enabled() ? tiling.sample_height : s.decoding->height();
+  const std::int64_t width = tiling.enabled() ? tiling.sample_width : s.decoding->width();
   auto half = [&](std::int64_t pixels) { return std::max(minimum, (pixels / 2 + f - 1) / f * f); };
   if (half(height) >= height && half(width) >= width) return false;
   tiling.sample_height = half(height);
@@ -386,7 +383,9 @@ std::uint64_t Pipeline::step_working_bytes(const Request& r) const {
   const std::int64_t f = s.vae_config.spatial_factor() * t.patch;
   const std::int64_t frames = r.frames;
   const std::int64_t latent_frames = (frames - 1) / s.vae_config.temporal_compression_ratio + 1;
-  const std::uint64_t tokens = t.max_text_length + latent_frames * (r.height / f) * (r.width / f);
+  // 1.5 makes one token of each pair of latent frames (an odd count padded by one).
+  const std::int64_t slots = t.patch_t ? (latent_frames + t.patch_t - 1) / t.patch_t : latent_frames;
+  const std::uint64_t tokens = t.max_text_length + slots * (r.height / f) * (r.width / f);
   const std::uint64_t batch = r.guidance > 1.0 ? 2 : 1;
   // Per token: the residual stream, q/k/v, the attention output and the 4x feed-forward, about
   // 12 widths alive at once; plus one chunk of attention scores (and its softmax).

@@ -54,7 +54,6 @@ struct Hooks {
 struct Variant {
   std::string name;
   bool image_to_video = false;
-  bool version_1_5 = false;
 };
 Variant detect_variant(const ModelFolder& folder);
 

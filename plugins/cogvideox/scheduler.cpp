@@ -4,7 +4,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cfenv>
 #include <cmath>
 #include <numbers>
 
@@ -55,11 +54,9 @@ double cosine_alpha_bar(double t) {
   return c * c;
 }
 
-// Python's round(): half to even, which the default floating-point rounding mode gives.
-double round_half_even(double x) {
-  std::fesetround(FE_TONEAREST);
-  return std::nearbyint(x);
-}
+// Python's round(): half to even. remainder() rounds its quotient to even whatever the current
+// rounding mode, so this neither depends on nor changes the floating-point environment.
+double round_half_even(double x) { return x - std::remainder(x, 1.0); }
 
 }  // namespace
 

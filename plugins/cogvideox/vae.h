@@ -99,7 +99,9 @@ class VaeDecoding {
   // of the clip is then exactly the tiled decode of the whole clip.
   void retile(VaeTiling tiling);
   const VaeTiling& tiling() const noexcept { return tiling_; }
-  std::size_t chunks_done() const noexcept { return next_; }
+  // The decoded frames' size in pixels.
+  std::int64_t height() const { return latents_.size(3) * vae_.config().spatial_factor(); }
+  std::int64_t width() const { return latents_.size(4) * vae_.config().spatial_factor(); }
 
  private:
   at::Tensor decode_chunk(std::size_t index);

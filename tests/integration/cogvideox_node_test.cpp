@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -343,6 +344,37 @@ TEST(CogVideoXNode, PlanWarnsWithTheOffloadPolicyThatFits) {
       << output;
   EXPECT_NE(output.find("with offload none needs about 25.9 GB"), std::string::npos) << output;
   EXPECT_NE(output.find("set offload to model (about 15.9 GB)"), std::string::npos) << output;
+}
+
+}  // namespace
+
+namespace {
+
+// Parameters the schema cannot check are refused at configure, naming the parameter.
+TEST(CogVideoXNode, ParametersItCannotUseAreRefusedByName) {
+  REQUIRE_COGVIDEOX_CASES();
+  const fs::path out = test::temp_dir("cogvideox-params") / "out.mkv";
+  auto refused = [&](const json& params, const std::function<void(json&)>& also = {}) -> std::string {
+    json graph = small_t2v(models("tiny-cogvideox-2b").string(), out);
+    graph["nodes"][0]["params"].update(params);
+    if (also) also(graph);
+    RunResult r = test::run(graph);
+    if (r.ok()) return "accepted";
+    EXPECT_EQ(r.failure->kind, ErrorKind::invalid_graph) << r.failure->user_message();
+    return r.failure->pointer;
+  };
+  EXPECT_EQ(refused({{"vae_tile", 12}}), "/nodes/0/params/vae_tile");
+  EXPECT_EQ(refused({{"seed", "lucky"}}), "/nodes/0/params/seed");
+  EXPECT_EQ(refused({{"fps", "fast"}}), "/nodes/0/params/fps");
+  EXPECT_EQ(refused({{"offload", "none"}, {"frames", 16}}), "/nodes/0/params/frames");
+  // Both optional inputs at once: which mode is meant cannot be told.
+  EXPECT_EQ(refused(json::object(), [&](json& graph) {
+              graph["nodes"].push_back({{"id", "img"}, {"type", "source.image"}, {"params", {{"path", cases("i2v_5b_ddim/input_image.png").string()}}}});
+              graph["nodes"].push_back({{"id", "vid"}, {"type", "source.video"}, {"params", {{"path", cases("v2v_5b_dpm_dyncfg/input_video.mkv").string()}}}});
+              graph["nodes"][0]["inputs"] = {{"image", "img.image"}, {"video", "vid.out"}};
+            }),
+            "/nodes/0/params/image");
+  EXPECT_TRUE(fs::is_empty(out.parent_path()));
 }
 
 }  // namespace
