@@ -2,55 +2,90 @@
 
 #include "console.h"
 
+#include <reel/output_file.h>
 #include <reel/runtime/report.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace reel::host {
 
 namespace {
 
-std::optional<Failure> load_graph(const std::string& file, const std::vector<std::string>& sets, GraphSpec& graph) {
+std::string read_stdin() {
+  std::stringstream text;
+  text << std::cin.rdbuf();
+  return text.str();
+}
+
+// Parses (`text` when given, else the file; "-" is standard input) and applies the overrides.
+std::optional<Failure> load_graph(const PluginCatalog& catalog, const std::string& file,
+                                  const std::optional<std::string>& text, const std::vector<std::string>& sets,
+                                  GraphSpec& graph) {
   try {
-    graph = parse_graph_file(file);
-    apply_overrides(graph, sets);
+    if (text)
+      graph = parse_graph_text(*text, file);
+    else
+      graph = file == "-" ? parse_graph_text(read_stdin(), "-") : parse_graph_file(file);
+    apply_overrides(graph, sets, &catalog);
     return std::nullopt;
   } catch (...) {
     Failure f = classify_exception(std::current_exception());
     f.phase = Phase::parse;
-    if (f.file.empty()) f.file = file;
+    if (f.file.empty() && f.kind != ErrorKind::usage) f.file = file;
     return f;
   }
 }
 
-bool write_json_file(const std::string& path, const nlohmann::json& document) {
-  std::ofstream out(path);
-  out << document.dump(2) << '\n';
-  if (!out) {
-    std::fprintf(stderr, "reel: could not write the report %s\n", path.c_str());
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-RunResult run_graph_file(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
-                         const RunOptions& options, bool plan_only) {
+RunResult load_and_run(const PluginCatalog& catalog, const std::string& file, const std::optional<std::string>& text,
+                       const std::vector<std::string>& sets, const RunOptions& options, bool plan_only) {
   GraphSpec graph;
-  if (auto failure = load_graph(file, sets, graph)) {
+  if (auto failure = load_graph(catalog, file, text, sets, graph)) {
     RunResult r;
     r.graph_file = file;
+    r.overrides = sets;
     r.failure = std::move(failure);
     return r;
   }
   return plan_only ? plan_graph(graph, catalog, options) : run_graph(graph, catalog, options);
 }
 
+}  // namespace
+
+void write_report_file(const std::string& path, const nlohmann::json& report) {
+  OutputFile file(path, /*overwrite=*/true);
+  {
+    std::ofstream out(file.temporary());
+    out << report.dump(2) << '\n';
+    out.close();
+    if (!out) throw IoError(path, "could not write the report " + path);
+  }
+  file.commit();
+}
+
+RunResult run_graph_file(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
+                         const RunOptions& options, bool plan_only) {
+  return load_and_run(catalog, file, std::nullopt, sets, options, plan_only);
+}
+
+RunResult run_graph_text(const PluginCatalog& catalog, const std::string& text, const std::string& label,
+                         const std::vector<std::string>& sets, const RunOptions& options) {
+  return load_and_run(catalog, label, text, sets, options, /*plan_only=*/false);
+}
+
 int command_run(const PluginCatalog& catalog, RunArgs args) {
+  // A report that cannot be written is found now, not after a long run.
+  if (!args.report_file.empty()) {
+    try {
+      OutputFile check(args.report_file, /*overwrite=*/true);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "reel: --report: %s\n%s\n", e.what(), e.hint().c_str());
+      return exit_code(ErrorKind::io);
+    }
+  }
   auto progress = make_progress_printer(args.progress);
   args.options.observer = progress.get();
   args.options.cancel = &cancel_flag();
@@ -79,9 +114,12 @@ int command_run(const PluginCatalog& catalog, RunArgs args) {
   if (!args.report_file.empty()) {
     nlohmann::json reports = nlohmann::json::array();
     for (const RunResult& r : results) reports.push_back(run_report(r));
-    if (!write_json_file(args.report_file, args.graphs.size() == 1 && reports.size() == 1 ? reports[0] : reports) &&
-        code == 0)
-      code = exit_code(ErrorKind::io);
+    try {
+      write_report_file(args.report_file, args.graphs.size() == 1 && reports.size() == 1 ? reports[0] : reports);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "reel: %s\n", e.what());
+      if (code == 0) code = exit_code(ErrorKind::io);
+    }
   }
   if (cancel_flag() && code == 0) code = exit_code(ErrorKind::cancelled);
   return code;
@@ -92,7 +130,7 @@ int command_validate(const PluginCatalog& catalog, const std::vector<std::string
   int code = 0;
   for (const std::string& file : graphs) {
     GraphSpec graph;
-    std::optional<Failure> failure = load_graph(file, sets, graph);
+    std::optional<Failure> failure = load_graph(catalog, file, std::nullopt, sets, graph);
     if (!failure) {
       try {
         resolve_graph(graph, catalog);

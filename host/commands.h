@@ -4,6 +4,7 @@
 #include <reel/runtime/executor.h>
 #include <reel/runtime/plugin_catalog.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -23,16 +24,30 @@ int command_validate(const PluginCatalog& catalog, const std::vector<std::string
 int command_plan(const PluginCatalog& catalog, const std::string& graph, const std::vector<std::string>& sets,
                  const RunOptions& options, bool json);
 int command_plugins(const PluginCatalog& catalog, bool json);
+// The JSON Schema for graph files with every loaded node type's params, or one type's params.
+int command_schema(const PluginCatalog& catalog, const std::string& type);
 int command_describe(const PluginCatalog& catalog, const std::string& type, bool json);
-int command_worker(const PluginCatalog& catalog, const RunOptions& options);
+// For `reel worker`: keeps the process's stdout for the event stream and points fd 1 at stderr,
+// so that whatever else prints to stdout (a plugin, a library) lands in the log instead of
+// corrupting the events. Call before plugins load.
+std::FILE* take_stdout_for_events();
+int command_worker(const PluginCatalog& catalog, const RunOptions& options, std::FILE* events);
 // `reel models [DIR...]` (default: the model folders) and `reel models convert IN OUT`.
 int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, bool json);
 int command_models_convert(const PluginCatalog& catalog, const std::string& in, const std::string& out,
                            bool overwrite);
 
-// Parses the graph file, applies --set, then runs it (or only plans it). A file that cannot be
-// parsed comes back as a failed result; never throws.
+// Parses the graph file ("-": standard input), applies the overrides (typed by the catalog),
+// then runs it (or only plans it). A graph that cannot be parsed or overridden comes back as a
+// failed result (a bad override: ErrorKind::usage); never throws.
 RunResult run_graph_file(const PluginCatalog& catalog, const std::string& file, const std::vector<std::string>& sets,
                          const RunOptions& options, bool plan_only = false);
+// The same for a graph given as text (a worker job's inline graph), called `label` in messages.
+RunResult run_graph_text(const PluginCatalog& catalog, const std::string& text, const std::string& label,
+                         const std::vector<std::string>& sets, const RunOptions& options);
+
+// Writes a run report (or an array of them) atomically: a temporary file renamed into place.
+// Throws IoError naming the path.
+void write_report_file(const std::string& path, const nlohmann::json& report);
 
 }  // namespace reel::host

@@ -10,7 +10,10 @@
 
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace reel::host {
@@ -78,6 +81,22 @@ const std::atomic<bool>& cancel_flag() { return g_cancel; }
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// "0:07", "12:34", "1:02:03".
+std::string clock_text(double seconds) {
+  auto total = static_cast<long long>(std::max(0.0, seconds) + 0.5);
+  char text[32];
+  if (total >= 3600)
+    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", total / 3600, total / 60 % 60, total % 60);
+  else
+    std::snprintf(text, sizeof text, "%lld:%02lld", total / 60, total % 60);
+  return text;
+}
+
+// One line for the whole run, like ffmpeg's: frames per node, then the pace of the run (frames
+// per second of the node furthest behind), the time elapsed and, when lengths are known, the time
+// left. Redrawn in place on a terminal; every 5 s as plain lines otherwise (logs, pipes).
 class ProgressPrinter : public ProgressDisplay {
  public:
   ProgressPrinter() : terminal_(::isatty(STDERR_FILENO) != 0) {}
@@ -87,6 +106,7 @@ class ProgressPrinter : public ProgressDisplay {
 
   void on_node_state(const std::string& node_id, NodeState state) override {
     std::lock_guard lock(mutex_);
+    started();
     if (state == NodeState::unloaded || state == NodeState::failed) {
       if (!terminal_) {
         std::fprintf(stderr, "  %s: %s after %lld frames\n", node_id.c_str(), to_string(state),
@@ -97,7 +117,9 @@ class ProgressPrinter : public ProgressDisplay {
 
   void on_progress(const std::string& node_id, std::int64_t frames, std::optional<std::int64_t> expected) override {
     std::lock_guard lock(mutex_);
+    started();
     Progress& p = entry(node_id);
+    if (p.frames == 0 && frames > 0) p.first_frame = Clock::now();
     p.frames = frames, p.expected = expected;
     p.stage.clear();  // frames are flowing: the stage inside a call is over
     draw(false);
@@ -106,10 +128,11 @@ class ProgressPrinter : public ProgressDisplay {
   // Steps inside one long call (a generator's denoising): slow, so a log prints every one.
   void on_stage(const std::string& node_id, const std::string& stage, std::int64_t done, std::int64_t total) override {
     std::lock_guard lock(mutex_);
+    started();
     entry(node_id).stage = stage + " " + std::to_string(done) + "/" + std::to_string(total);
     if (!terminal_) {
-      std::fprintf(stderr, "  %s: %s step %lld/%lld\n", node_id.c_str(), stage.c_str(), static_cast<long long>(done),
-                   static_cast<long long>(total));
+      std::fprintf(stderr, "  %s: %s step %lld/%lld (%s elapsed)\n", node_id.c_str(), stage.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), clock_text(elapsed()).c_str());
       return;
     }
     draw(true);
@@ -117,16 +140,65 @@ class ProgressPrinter : public ProgressDisplay {
 
   void end_run() override {
     std::lock_guard lock(mutex_);
-    if (progress_.empty()) return;
-    draw(true);
+    if (!progress_.empty()) {
+      finished_ = true;
+      draw(true);
+    }
     if (terminal_ && drawn_) std::fprintf(stderr, "\n");
     drawn_ = false;
+    finished_ = false;
     progress_.clear();
+    run_start_.reset();
   }
 
  private:
+  struct Progress {
+    std::string node;
+    std::int64_t frames = 0;
+    std::optional<std::int64_t> expected;
+    std::string stage;  // "denoising 12/50" while a call reports steps
+    Clock::time_point first_frame{};
+  };
+
+  void started() {
+    if (!run_start_) run_start_ = Clock::now();
+  }
+  double elapsed() const {
+    return run_start_ ? std::chrono::duration<double>(Clock::now() - *run_start_).count() : 0.0;
+  }
+
+  // The node that sets the pace: the one with a known length that is furthest behind, else the
+  // last to report (the furthest downstream).
+  const Progress* pace() const {
+    const Progress* slowest = nullptr;
+    for (const Progress& p : progress_)
+      if (p.expected && *p.expected > 0 &&
+          (!slowest || static_cast<double>(p.frames) / *p.expected <
+                           static_cast<double>(slowest->frames) / *slowest->expected))
+        slowest = &p;
+    return slowest ? slowest : (progress_.empty() ? nullptr : &progress_.back());
+  }
+
+  std::string summary() const {
+    std::string text;
+    const Progress* p = pace();
+    if (p && p->frames > 0) {
+      // Frames per second since that node's first frame: model loading is not part of the pace.
+      double busy = std::chrono::duration<double>(Clock::now() - p->first_frame).count();
+      double fps = p->frames > 1 && busy > 0 ? static_cast<double>(p->frames - 1) / busy : 0.0;
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%.3g fps", fps);
+      if (fps > 0) text += rate;
+      if (!finished_ && fps > 0 && p->expected && *p->expected > p->frames)
+        text += std::string(text.empty() ? "" : "  ") + "ETA " +
+                clock_text(static_cast<double>(*p->expected - p->frames) / fps);
+    }
+    text += std::string(text.empty() ? "" : "  ") + clock_text(elapsed()) + " elapsed";
+    return text;
+  }
+
   void draw(bool now_anyway) {
-    auto now = std::chrono::steady_clock::now();
+    auto now = Clock::now();
     auto interval = terminal_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
     if (!now_anyway && now - last_ < interval) return;
     last_ = now;
@@ -145,6 +217,7 @@ class ProgressPrinter : public ProgressDisplay {
         line += std::to_string(*p.expected);
       }
     }
+    line += "  " + summary();
     if (terminal_) {
       std::fprintf(stderr, "\r\033[K  %s", line.c_str());
       drawn_ = true;
@@ -154,22 +227,17 @@ class ProgressPrinter : public ProgressDisplay {
   }
 
   bool terminal_;
-  bool drawn_ = false;
+  bool drawn_ = false, finished_ = false;
   std::mutex mutex_;
-  struct Progress {
-    std::string node;
-    std::int64_t frames = 0;
-    std::optional<std::int64_t> expected;
-    std::string stage;  // "denoising 12/50" while a call reports steps
-  };
+  std::optional<Clock::time_point> run_start_;
   // In the order nodes first report, which follows the graph from its sources.
   Progress& entry(const std::string& node) {
     for (Progress& p : progress_)
       if (p.node == node) return p;
-    return progress_.emplace_back(Progress{node, 0, std::nullopt, {}});
+    return progress_.emplace_back(Progress{node, 0, std::nullopt, {}, {}});
   }
   std::vector<Progress> progress_;
-  std::chrono::steady_clock::time_point last_{};
+  Clock::time_point last_{};
 };
 
 }  // namespace
@@ -179,10 +247,27 @@ std::unique_ptr<ProgressDisplay> make_progress_printer(bool enabled) {
   return std::make_unique<ProgressPrinter>();
 }
 
+namespace {
+
+// "out.mp4 (1.2 MiB)", or for many files the first and last and their total.
+std::string outputs_text(const std::vector<WrittenFile>& files) {
+  std::uint64_t total = 0;
+  for (const auto& f : files) total += f.bytes;
+  if (files.size() > 3)
+    return std::to_string(files.size()) + " files, " + files.front().path + " ... " + files.back().path + " (" +
+           format_bytes(total) + ")";
+  std::string text;
+  for (const auto& f : files) text += (text.empty() ? "" : ", ") + f.path + " (" + format_bytes(f.bytes) + ")";
+  return text;
+}
+
+}  // namespace
+
 void print_run_outcome(const RunResult& r) {
   if (r.ok()) {
-    std::fprintf(stderr, "reel: %s succeeded in %.2f s (peak host memory %s)\n", r.graph_file.c_str(), r.seconds,
-                 format_bytes(r.peak_rss_bytes).c_str());
+    std::fprintf(stderr, "reel: %s succeeded in %.2f s (peak host memory %s)%s%s\n", r.graph_file.c_str(), r.seconds,
+                 format_bytes(r.peak_rss_bytes).c_str(), r.outputs.empty() ? "" : ", wrote ",
+                 outputs_text(r.outputs).c_str());
     // What nodes counted or settled themselves (an interpolator's scene cuts, a generator's
     // seed), one line per node.
     for (const NodeReport& n : r.nodes) {

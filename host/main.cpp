@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -58,6 +59,24 @@ int main(int argc, char** argv) {
   app.add_option("--models-dir", models_dirs,
                  "Folder where model names are looked up, before REEL_MODELS_PATH (repeatable)");
 
+  // --set is checked as it is parsed: a malformed one is a usage error before anything runs.
+  const CLI::Validator assignment(
+      [](std::string& text) -> std::string {
+        try {
+          parse_override(text);
+          return {};
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "node.param=value");
+  auto add_set = [&](CLI::App* cmd, std::vector<std::string>& sets) {
+    cmd->add_option("--set", sets,
+                    "Override a parameter: node.param=value, typed by the param (repeatable; one per --set)")
+        ->allow_extra_args(false)
+        ->check(assignment);
+  };
+
   RunOptions options;
   std::string max_memory;
   auto add_run_options = [&](CLI::App* cmd) {
@@ -77,23 +96,26 @@ int main(int argc, char** argv) {
   CLI::App* run_cmd = app.add_subcommand("run",
                                          "Run graphs one after another in this process; a failed graph does "
                                          "not stop the next");
-  run_cmd->add_option("graphs", run.graphs, "Graph files")->required();
-  run_cmd->add_option("--set", run.sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
-  run_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files");
+  run_cmd->add_option("graphs", run.graphs, "Graph files ('-': read one from standard input)")->required();
+  add_set(run_cmd, run.sets);
+  run_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files");
   run_cmd->add_option("--report", run.report_file, "Write the run report JSON here (an array for several graphs)");
   run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress");
   add_run_options(run_cmd);
 
   std::vector<std::string> graphs, sets;
   CLI::App* validate_cmd = app.add_subcommand("validate", "Check graphs without configuring or loading anything");
-  validate_cmd->add_option("graphs", graphs, "Graph files")->required();
-  validate_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
+  validate_cmd->add_option("graphs", graphs, "Graph files ('-': read one from standard input)")->required();
+  add_set(validate_cmd, sets);
 
   std::string plan_graph_file;
   bool json = false;
-  CLI::App* plan_cmd = app.add_subcommand("plan", "Show negotiated streams and memory estimates; loads no model (a TorchScript module is probed once for its scale)");
-  plan_cmd->add_option("graph", plan_graph_file, "Graph file")->required();
-  plan_cmd->add_option("--set", sets, "Override a parameter: node.param=value (repeatable)")->allow_extra_args(false);
+  CLI::App* plan_cmd = app.add_subcommand(
+      "plan",
+      "Show negotiated streams and memory estimates; loads no model (a TorchScript module is probed once for its "
+      "scale) and writes nothing, so output folders need not exist yet");
+  plan_cmd->add_option("graph", plan_graph_file, "Graph file ('-': standard input)")->required();
+  add_set(plan_cmd, sets);
   plan_cmd->add_flag("--json", json, "Print the plan as JSON");
   add_run_options(plan_cmd);
 
@@ -105,10 +127,16 @@ int main(int argc, char** argv) {
   describe_cmd->add_option("type", type_name, "Node type, e.g. upscaler.resize")->required();
   describe_cmd->add_flag("--json", json, "Print as JSON");
 
+  std::string schema_type;
+  CLI::App* schema_cmd = app.add_subcommand(
+      "schema", "Print a JSON Schema for graph files with the params of every node type found (for editors), or "
+                "for one type's params");
+  schema_cmd->add_option("type", schema_type, "Node type, e.g. upscaler.esrgan");
+
   CLI::App* worker_cmd = app.add_subcommand("worker",
                                             "Run jobs read as JSON lines on stdin; print events as JSON "
                                             "lines on stdout");
-  worker_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace existing output files by default");
+  worker_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files by default");
   add_run_options(worker_cmd);
 
   std::vector<std::string> listed_dirs;
@@ -123,10 +151,12 @@ int main(int argc, char** argv) {
       "convert", "Convert a checkpoint (PyTorch, ncnn, safetensors) to one safetensors file with the network's names");
   convert_cmd->add_option("input", convert_in, "Checkpoint to read")->required();
   convert_cmd->add_option("output", convert_out, "safetensors file to write")->required();
-  convert_cmd->add_flag("--overwrite", options.overwrite_outputs, "Replace an existing output file");
+  convert_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace an existing output file");
 
   try {
     app.parse(argc, argv);
+    if (std::count(run.graphs.begin(), run.graphs.end(), "-") + std::count(graphs.begin(), graphs.end(), "-") > 1)
+      throw CLI::ValidationError("graphs", "'-' (standard input) can be given once");
     if (!max_memory.empty()) options.memory_budget = parse_size(max_memory);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
@@ -143,6 +173,8 @@ int main(int argc, char** argv) {
     return exit_code(ErrorKind::io);
   }
   host::install_signal_handlers();
+  // Before any plugin loads, so nothing a plugin prints can reach the event stream.
+  std::FILE* events = *worker_cmd ? host::take_stdout_for_events() : nullptr;
 
   weights::set_model_dirs({models_dirs.begin(), models_dirs.end()});
   PluginCatalog catalog;
@@ -159,8 +191,9 @@ int main(int argc, char** argv) {
   if (*validate_cmd) return host::command_validate(catalog, graphs, sets);
   if (*plan_cmd) return host::command_plan(catalog, plan_graph_file, sets, options, json);
   if (*plugins_cmd) return host::command_plugins(catalog, json);
+  if (*schema_cmd) return host::command_schema(catalog, schema_type);
   if (*describe_cmd) return host::command_describe(catalog, type_name, json);
-  if (*worker_cmd) return host::command_worker(catalog, options);
+  if (*worker_cmd) return host::command_worker(catalog, options, events);
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
   return 64;

@@ -1,32 +1,134 @@
 // `reel worker`: a long-lived process that runs jobs given as JSON lines on stdin and answers
-// with events as JSON lines on stdout (docs/worker.md has the protocol).
+// with events as JSON lines on stdout. docs/worker.md has the protocol and
+// docs/worker-events.schema.json the events.
+//
+// Two threads: a reader that takes lines (jobs, cancels, queue listings) as they come, also
+// while a job runs, and watches for SIGINT/SIGTERM; and the main thread, which runs the queued
+// jobs one after another. Every accepted job gets exactly one final event: `finished`.
 #include "commands.h"
 #include "console.h"
 
+#include <reel/output_file.h>
 #include <reel/runtime/report.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
+#include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <regex>
+#include <thread>
 
 namespace reel::host {
 
 namespace {
 
-std::mutex out_mutex;
+// Bumped when an event or job field changes meaning or goes away (new fields do not bump it).
+constexpr int kProtocolVersion = 1;
 
-void emit(const nlohmann::json& event) {
-  std::lock_guard lock(out_mutex);
-  std::cout << event.dump() << std::endl;  // one line per event, flushed: a UI reads it live
+using nlohmann::json;
+
+// The event stream (the process's original stdout; see take_stdout_for_events).
+class EventStream {
+ public:
+  explicit EventStream(std::FILE* out) : out_(out) {}
+  void emit(const json& event) {
+    std::lock_guard lock(mutex_);
+    std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::fprintf(out_, "%s\n", line.c_str());
+    std::fflush(out_);  // one line per event, at once: a UI reads it live
+  }
+
+ private:
+  std::mutex mutex_;
+  std::FILE* out_;
+};
+
+struct Job {
+  json id;
+  json graph;  // a path (string) or an inline graph document (object)
+  std::vector<std::string> sets;
+  bool overwrite = false;
+  std::string report;
+  std::atomic<bool> cancel{false};
+  std::chrono::steady_clock::time_point queued_at = std::chrono::steady_clock::now();
+};
+
+// The "id" of a line that is not valid JSON (cut short, a stray comma), when it can still be read,
+// so the client learns which of its jobs was refused. null when it cannot.
+json id_in_broken_line(const std::string& line) {
+  static const std::regex id(R"re("id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*[,}])re");
+  std::smatch match;
+  if (!std::regex_search(line, match, id)) return nullptr;
+  json value = json::parse(match[1].str(), nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? json(nullptr) : value;
+}
+
+// A line that cannot become a job: the field at fault (empty: the whole line) and why.
+struct Rejection {
+  std::string field, message;
+};
+
+const char* const kJobFields = "id, graph, set, overwrite, report";
+
+std::shared_ptr<Job> parse_job(const json& line, bool default_overwrite) {
+  auto job = std::make_shared<Job>();
+  if (line.contains("id")) {
+    if (!line["id"].is_string() && !line["id"].is_number_integer())
+      throw Rejection{"id", "\"id\" must be a string or an integer"};
+    job->id = line["id"];
+  }
+  for (const auto& [key, value] : line.items())
+    if (key != "id" && key != "graph" && key != "set" && key != "overwrite" && key != "report")
+      throw Rejection{key, "unknown field '" + key + "'; a job has " + kJobFields};
+  if (!line.contains("graph")) throw Rejection{"graph", "the job has no \"graph\" (a graph file's path, or a graph)"};
+  const json& graph = line["graph"];
+  if (!(graph.is_string() && !graph.get<std::string>().empty()) && !graph.is_object())
+    throw Rejection{"graph", "\"graph\" must be a graph file's path or a graph document (an object)"};
+  job->graph = graph;
+  if (line.contains("set")) {
+    if (!line["set"].is_array()) throw Rejection{"set", "\"set\" must be an array of \"node.param=value\" strings"};
+    for (const auto& entry : line["set"]) {
+      if (!entry.is_string())
+        throw Rejection{"set", "\"set\" must be an array of \"node.param=value\" strings, not " + entry.dump()};
+      try {
+        parse_override(entry.get<std::string>());
+      } catch (const Error& e) {
+        throw Rejection{"set", e.what()};
+      }
+      job->sets.push_back(entry.get<std::string>());
+    }
+  }
+  job->overwrite = default_overwrite;
+  if (line.contains("overwrite")) {
+    if (!line["overwrite"].is_boolean()) throw Rejection{"overwrite", "\"overwrite\" must be true or false"};
+    job->overwrite = line["overwrite"].get<bool>();
+  }
+  if (line.contains("report")) {
+    if (!line["report"].is_string() || line["report"].get<std::string>().empty())
+      throw Rejection{"report", "\"report\" must be a file path"};
+    job->report = line["report"].get<std::string>();
+    try {
+      OutputFile check(job->report, /*overwrite=*/true);  // folder exists and is writable, not a folder itself
+    } catch (const Error& e) {
+      throw Rejection{"report", std::string(e.what()) + (e.hint().empty() ? "" : ". " + e.hint())};
+    }
+  }
+  return job;
 }
 
 class EventObserver : public RunObserver {
  public:
-  explicit EventObserver(nlohmann::json job) : job_(std::move(job)) {}
+  EventObserver(EventStream& events, json job) : events_(events), job_(std::move(job)) {}
   void on_node_state(const std::string& node_id, NodeState state) override {
-    emit({{"event", "node"}, {"job", job_}, {"node", node_id}, {"state", to_string(state)}});
+    events_.emit({{"event", "node"}, {"job", job_}, {"node", node_id}, {"state", to_string(state)}});
   }
   void on_progress(const std::string& node_id, std::int64_t frames, std::optional<std::int64_t> expected) override {
     auto now = std::chrono::steady_clock::now();
@@ -35,61 +137,274 @@ class EventObserver : public RunObserver {
       if (now - last_ < std::chrono::milliseconds(250)) return;
       last_ = now;
     }
-    emit({{"event", "progress"},
-          {"job", job_},
-          {"node", node_id},
-          {"frames", frames},
-          {"expected", expected ? nlohmann::json(*expected) : nlohmann::json(nullptr)}});
+    events_.emit({{"event", "progress"},
+                  {"job", job_},
+                  {"node", node_id},
+                  {"frames", frames},
+                  {"expected", expected ? json(*expected) : json(nullptr)}});
   }
-
   void on_stage(const std::string& node_id, const std::string& stage, std::int64_t done, std::int64_t total) override {
-    emit({{"event", "stage"}, {"job", job_}, {"node", node_id}, {"stage", stage}, {"done", done}, {"total", total}});
+    events_.emit(
+        {{"event", "stage"}, {"job", job_}, {"node", node_id}, {"stage", stage}, {"done", done}, {"total", total}});
   }
 
  private:
-  nlohmann::json job_;
+  EventStream& events_;
+  json job_;
   std::mutex mutex_;
   std::chrono::steady_clock::time_point last_{};
 };
 
+class Worker {
+ public:
+  Worker(const PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events)
+      : catalog_(catalog), defaults_(defaults), events_(events) {}
+
+  int run() {
+    events_.emit({{"event", "hello"},
+                  {"protocol", kProtocolVersion},
+                  {"reel_version", REEL_VERSION_STRING},
+                  {"node_types", catalog_.types().size()},
+                  {"refused_plugins", catalog_.refused().size()}});
+    std::thread reader([this] { read_input(); });
+    run_jobs();
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    reader.join();
+    const bool signalled = cancel_flag().load();
+    events_.emit({{"event", "bye"}, {"reason", signalled ? "signal" : "end of input"}});
+    return signalled ? exit_code(ErrorKind::cancelled) : 0;
+  }
+
+ private:
+  // The main thread: one job at a time, in the order accepted.
+  void run_jobs() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || input_ended_; });
+        if (stopping_ || queue_.empty()) break;
+        job = queue_.front();
+        queue_.pop_front();
+        running_ = job;
+      }
+      run_job(*job);
+      std::lock_guard lock(mutex_);
+      running_.reset();
+    }
+    // Stopped by a signal: every job still queued is answered.
+    std::deque<std::shared_ptr<Job>> left;
+    {
+      std::lock_guard lock(mutex_);
+      left.swap(queue_);
+    }
+    for (const auto& job : left) finish_unstarted(*job, "the worker was stopped by a signal before the job started");
+  }
+
+  void run_job(Job& job) {
+    const std::string label = job.graph.is_string() ? job.graph.get<std::string>() : "job " + job.id.dump();
+    events_.emit({{"event", "started"}, {"job", job.id}, {"graph", label}});
+    RunResult result;
+    try {
+      RunOptions options = defaults_;
+      options.overwrite_outputs = job.overwrite;
+      EventObserver observer(events_, job.id);
+      options.observer = &observer;
+      options.cancel = &job.cancel;
+      if (job.graph.is_string())
+        result = run_graph_file(catalog_, label, job.sets, options);
+      else
+        result = run_graph_text(catalog_, job.graph.dump(), label, job.sets, options);
+    } catch (...) {
+      result.graph_file = label;
+      result.failure = classify_exception(std::current_exception());
+    }
+    json report = run_report(result);
+    json finished = {{"event", "finished"},
+                     {"job", job.id},
+                     {"status", report["status"]},
+                     {"exit_code", result.ok() ? 0 : exit_code(result.failure->kind)},
+                     {"seconds", result.seconds},
+                     {"outputs", report["outputs"]},
+                     {"error", report["error"]},
+                     {"memory", report["memory"]}};
+    if (!job.report.empty()) {
+      try {
+        write_report_file(job.report, report);
+        finished["report"] = job.report;
+      } catch (const Error& e) {
+        finished["report_error"] = e.what();
+      }
+    }
+    events_.emit(finished);
+  }
+
+  void finish_unstarted(const Job& job, const std::string& why) {
+    Failure f;
+    f.kind = ErrorKind::cancelled;
+    f.phase = Phase::parse;
+    f.reason = why;
+    events_.emit({{"event", "finished"},
+                  {"job", job.id},
+                  {"status", "cancelled"},
+                  {"exit_code", exit_code(ErrorKind::cancelled)},
+                  {"seconds", 0},
+                  {"outputs", json::array()},
+                  {"error", failure_json(f)},
+                  {"memory", nullptr}});
+  }
+
+  // The reader thread: lines as they arrive, and the signal flag between them.
+  void read_input() {
+    std::string buffer;
+    bool eof = false;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (done_) return;
+      }
+      if (cancel_flag().load()) stop_for_signal();
+      if (eof) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      pollfd in{STDIN_FILENO, POLLIN, 0};
+      int ready = ::poll(&in, 1, 100);
+      if (ready < 0 && errno != EINTR) eof = true;
+      if (ready <= 0 && !eof) continue;
+      char chunk[65536];
+      ssize_t n = eof ? 0 : ::read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n > 0) {
+        buffer.append(chunk, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = buffer.find('\n')) != std::string::npos;) {
+          handle_line(buffer.substr(0, end));
+          buffer.erase(0, end + 1);
+        }
+        continue;
+      }
+      // End of input: a last line without a newline still counts.
+      if (!buffer.empty()) handle_line(buffer);
+      buffer.clear();
+      eof = true;
+      std::lock_guard lock(mutex_);
+      input_ended_ = true;
+      wake_.notify_all();
+    }
+  }
+
+  void stop_for_signal() {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+    if (running_) running_->cancel = true;
+    wake_.notify_all();
+  }
+
+  void reject(const json& id, const std::string& field, const std::string& message, const std::string* line = nullptr) {
+    json event = {{"event", "rejected"},
+                  {"job", id},
+                  {"field", field.empty() ? json(nullptr) : json(field)},
+                  {"message", message}};
+    if (line) event["line"] = *line;
+    events_.emit(event);
+  }
+
+  void handle_line(std::string line) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) return;
+    json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (message.is_discarded() || !message.is_object()) {
+      return reject(id_in_broken_line(line), "",
+                    "a line must be one JSON object: a job {\"graph\": ...}, {\"cancel\": ID} or {\"list\": true}",
+                    &line);
+    }
+    json id = message.contains("id") ? message["id"] : json(nullptr);
+    if (message.contains("cancel")) return handle_cancel(message);
+    if (message.contains("list")) return handle_list(message);
+    std::shared_ptr<Job> job;
+    try {
+      job = parse_job(message, defaults_.overwrite_outputs);
+    } catch (const Rejection& r) {
+      return reject(id, r.field, r.message);
+    }
+    std::lock_guard lock(mutex_);
+    if (stopping_) return reject(job->id, "", "the worker is stopping; the job was not queued");
+    if (job->id.is_null()) job->id = "job-" + std::to_string(++unnamed_);
+    if (find_locked(job->id)) return reject(job->id, "id", "a job with id " + job->id.dump() + " is already queued or running");
+    queue_.push_back(job);
+    events_.emit({{"event", "queued"}, {"job", job->id}, {"ahead", queue_.size() - 1 + (running_ ? 1 : 0)}});
+    wake_.notify_all();
+  }
+
+  void handle_cancel(const json& message) {
+    if (message.size() != 1)
+      return reject(message.contains("id") ? message["id"] : json(nullptr), "cancel",
+                    "a cancel is {\"cancel\": ID} and nothing else");
+    const json& id = message["cancel"];
+    std::shared_ptr<Job> unstarted;
+    {
+      std::lock_guard lock(mutex_);
+      if (running_ && running_->id == id) {
+        running_->cancel = true;  // its `finished` event follows when the run has cleaned up
+        return;
+      }
+      for (auto it = queue_.begin(); it != queue_.end(); ++it)
+        if ((*it)->id == id) {
+          unstarted = *it;
+          queue_.erase(it);
+          break;
+        }
+    }
+    if (!unstarted) return reject(id, "cancel", "no queued or running job has id " + id.dump());
+    finish_unstarted(*unstarted, "cancelled before it started");
+  }
+
+  void handle_list(const json& message) {
+    if (message.size() != 1 || message["list"] != true)
+      return reject(nullptr, "list", "a queue listing is {\"list\": true} and nothing else");
+    std::lock_guard lock(mutex_);
+    json queued = json::array();
+    for (const auto& job : queue_) queued.push_back(job->id);
+    events_.emit({{"event", "queue"}, {"running", running_ ? running_->id : json(nullptr)}, {"queued", queued}});
+  }
+
+  const Job* find_locked(const json& id) const {
+    if (running_ && running_->id == id) return running_.get();
+    for (const auto& job : queue_)
+      if (job->id == id) return job.get();
+    return nullptr;
+  }
+
+  const PluginCatalog& catalog_;
+  const RunOptions& defaults_;
+  EventStream events_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::shared_ptr<Job> running_;
+  bool input_ended_ = false, stopping_ = false, done_ = false;
+  std::int64_t unnamed_ = 0;
+};
+
 }  // namespace
 
-int command_worker(const PluginCatalog& catalog, const RunOptions& defaults) {
-  emit({{"event", "ready"}, {"reel_version", REEL_VERSION_STRING}, {"node_types", catalog.types().size()}});
-  std::string line;
-  while (!cancel_flag() && std::getline(std::cin, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json job = nlohmann::json::parse(line, nullptr, false);
-    if (job.is_discarded() || !job.is_object() || !job.contains("graph") || !job["graph"].is_string()) {
-      emit({{"event", "rejected"},
-            {"line", line},
-            {"message", "a job is one JSON object per line with at least {\"graph\": \"path\"}"}});
-      continue;
-    }
-    nlohmann::json id = job.value("id", nlohmann::json(nullptr));
-    std::vector<std::string> sets;
-    if (job.contains("set") && job["set"].is_array())
-      for (const auto& s : job["set"]) sets.push_back(s.is_string() ? s.get<std::string>() : s.dump());
-    RunOptions options = defaults;
-    options.overwrite_outputs = job.value("overwrite", defaults.overwrite_outputs);
-    EventObserver observer(id);
-    options.observer = &observer;
-    options.cancel = &cancel_flag();
+std::FILE* take_stdout_for_events() {
+  std::fflush(stdout);
+  int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  std::FILE* events = fd >= 0 ? ::fdopen(fd, "w") : nullptr;
+  if (!events) return stdout;  // cannot separate them; events still go out
+  ::dup2(STDERR_FILENO, STDOUT_FILENO);
+  return events;
+}
 
-    emit({{"event", "started"}, {"job", id}, {"graph", job["graph"]}});
-    RunResult result = run_graph_file(catalog, job["graph"].get<std::string>(), sets, options);
-    nlohmann::json report = run_report(result);
-    if (job.contains("report") && job["report"].is_string())
-      std::ofstream(job["report"].get<std::string>()) << report.dump(2);
-    emit({{"event", "finished"},
-          {"job", id},
-          {"status", report["status"]},
-          {"exit_code", result.ok() ? 0 : exit_code(result.failure->kind)},
-          {"seconds", result.seconds},
-          {"error", report["error"]},
-          {"memory", report["memory"]}});
-  }
-  return cancel_flag() ? exit_code(ErrorKind::cancelled) : 0;
+int command_worker(const PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events) {
+  Worker worker(catalog, defaults, events);
+  return worker.run();
 }
 
 }  // namespace reel::host

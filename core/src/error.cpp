@@ -20,6 +20,8 @@ const char* to_string(ErrorKind kind) noexcept {
       return "cancelled";
     case ErrorKind::internal:
       return "internal error";
+    case ErrorKind::usage:
+      return "usage error";
   }
   return "internal error";
 }

@@ -58,6 +58,8 @@ int exit_code(ErrorKind kind) noexcept {
       return 78;  // EX_CONFIG
     case ErrorKind::cancelled:
       return 130;  // 128 + SIGINT
+    case ErrorKind::usage:
+      return 64;  // EX_USAGE
   }
   return 70;
 }
@@ -206,6 +208,9 @@ std::string Failure::user_message() const {
         next = "Retry the job; if it fails again, check the GPU driver (nvidia-smi).";
         break;
       case ErrorKind::cancelled:
+        break;
+      case ErrorKind::usage:
+        next = "See `reel --help` and docs/graph-format.md for the syntax.";
         break;
       case ErrorKind::internal:
         next = plugin.empty() ? "This is a bug in reel; the log and run report have the full detail."

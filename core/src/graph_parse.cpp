@@ -14,8 +14,8 @@
 namespace reel {
 
 GraphError::GraphError(std::string file, std::string node_id, std::string pointer, const std::string& message,
-                       std::string hint)
-    : Error(ErrorKind::invalid_graph, message, std::move(hint)),
+                       std::string hint, ErrorKind kind)
+    : Error(kind, message, std::move(hint)),
       file_(std::move(file)),
       node_id_(std::move(node_id)),
       pointer_(std::move(pointer)) {}
@@ -67,13 +67,16 @@ class Parser {
     }
     GraphSpec graph;
     graph.file = file_;
-    graph.fingerprint = fingerprint(text);
     if (!root.is_object()) fail("", "the graph must be a JSON object with \"version\" and \"nodes\"");
     for (const auto& [key, value] : root.items())
-      if (key != "version" && key != "nodes" && key != "description")
-        fail("/" + key, "unknown top-level field '" + key + "'", {}, "allowed: version, nodes, description");
+      if (key != "version" && key != "nodes" && key != "description" && key != "$schema")
+        fail("/" + key, "unknown top-level field '" + key + "'", {}, "allowed: version, nodes, description, $schema");
+    if (root.contains("$schema") && !root["$schema"].is_string())
+      fail("/$schema", "\"$schema\" must be a string (the schema's path or URL, for editors)");
+    check_description(root, "");
     if (!root.contains("version")) fail("/version", "the graph has no \"version\"", {}, "add \"version\": 1");
-    if (!root["version"].is_number_integer() || root["version"].get<std::int64_t>() != kFormatVersion)
+    // A number equal to 1 (1.0 too: JSON Schema compares numbers by value, and so does reel).
+    if (!root["version"].is_number() || root["version"].get<double>() != kFormatVersion)
       fail("/version", "graph format version " + root["version"].dump() + " is not supported", {},
            "this reel reads version " + std::to_string(kFormatVersion));
     if (!root.contains("nodes") || !root["nodes"].is_array() || root["nodes"].empty())
@@ -92,6 +95,11 @@ class Parser {
   }
 
  private:
+  void check_description(const nlohmann::json& object, const std::string& pointer, const std::string& node = {}) const {
+    if (object.contains("description") && !object["description"].is_string())
+      fail(pointer + "/description", "\"description\" must be a string", node);
+  }
+
   NodeSpec parse_node(const nlohmann::json& node, const std::string& pointer) {
     NodeSpec spec;
     spec.pointer = pointer;
@@ -105,6 +113,7 @@ class Parser {
       if (key != "id" && key != "type" && key != "params" && key != "inputs" && key != "description")
         fail(pointer + "/" + key, "unknown field '" + key + "' in node '" + spec.id + "'", spec.id,
              "allowed: id, type, params, inputs, description");
+    check_description(node, pointer, spec.id);
     if (!node.contains("type") || !node["type"].is_string())
       fail(pointer + "/type", "node '" + spec.id + "' has no string \"type\"", spec.id);
     spec.type = node["type"].get<std::string>();
@@ -146,23 +155,90 @@ GraphSpec parse_graph_file(const std::string& path) {
   return parse_graph_text(buffer.str(), path);
 }
 
-void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignments) {
+nlohmann::json effective_graph_json(const GraphSpec& graph) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const NodeSpec& n : graph.nodes) {
+    nlohmann::json inputs = nlohmann::json::object();
+    for (const auto& [port, ref] : n.inputs) inputs[port] = ref.node + "." + ref.port;
+    nodes.push_back({{"id", n.id}, {"type", n.type}, {"params", n.params}, {"inputs", inputs}});
+  }
+  return {{"version", kFormatVersion}, {"nodes", nodes}};
+}
+
+std::string graph_fingerprint(const GraphSpec& graph) {
+  // nlohmann::json keeps object keys sorted, so the dump is canonical.
+  return fingerprint(effective_graph_json(graph).dump());
+}
+
+Override parse_override(const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq)
+    throw Error(ErrorKind::usage, "--set '" + assignment + "' is not node.param=value",
+                "For example --set encode.crf=20.");
+  return {assignment.substr(0, dot), assignment.substr(dot + 1, eq - dot - 1), assignment.substr(eq + 1)};
+}
+
+namespace {
+
+// The value of `o` for a param of `spec`'s declared type.
+nlohmann::json typed_value(const Override& o, const ParamSpec& spec, const std::string& assignment) {
+  auto refuse = [&](const std::string& expected) {
+    return Error(ErrorKind::usage,
+                 "--set '" + assignment + "': " + o.param + " takes " + expected + ", not '" + o.value + "'",
+                 "`reel describe` lists the node type's params.");
+  };
+  nlohmann::json parsed = nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
+  switch (spec.type) {
+    case ParamType::string:
+    case ParamType::choice:
+      // The text as it is; a JSON string ("\"x\"") is unquoted, so quoting is never wrong.
+      return parsed.is_string() ? parsed : nlohmann::json(o.value);
+    case ParamType::integer:
+      if (parsed.is_number_integer()) return parsed;
+      if (std::find(spec.choices.begin(), spec.choices.end(), o.value) != spec.choices.end()) return o.value;
+      throw refuse(spec.choices.empty() ? "an integer" : "an integer or one of its words");
+    case ParamType::number:
+      if (parsed.is_number()) return parsed;
+      throw refuse("a number");
+    case ParamType::boolean:
+      if (parsed.is_boolean()) return parsed;
+      throw refuse("true or false");
+  }
+  throw refuse("a value");
+}
+
+}  // namespace
+
+void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignments, const PluginCatalog* catalog) {
   for (const std::string& assignment : assignments) {
-    auto eq = assignment.find('=');
-    auto dot = assignment.find('.');
-    if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq)
-      throw GraphError(graph.file, "", "", "--set '" + assignment + "' is not node.param=value");
-    std::string node_id = assignment.substr(0, dot);
-    std::string param = assignment.substr(dot + 1, eq - dot - 1);
-    std::string text = assignment.substr(eq + 1);
+    Override o = parse_override(assignment);
     auto node =
-        std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const NodeSpec& n) { return n.id == node_id; });
-    if (node == graph.nodes.end())
-      throw GraphError(graph.file, node_id, "/nodes",
-                       "--set '" + assignment + "': the graph has no node '" + node_id + "'");
-    nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (value.is_discarded()) value = text;  // a bare word is a string
-    node->params[param] = value;
+        std::find_if(graph.nodes.begin(), graph.nodes.end(), [&](const NodeSpec& n) { return n.id == o.node; });
+    if (node == graph.nodes.end()) {
+      std::string ids;
+      for (const NodeSpec& n : graph.nodes) ids += (ids.empty() ? "" : ", ") + n.id;
+      throw Error(ErrorKind::usage, "--set '" + assignment + "': " + graph.file + " has no node '" + o.node + "'",
+                  "Its nodes are: " + ids + ".");
+    }
+    const RegisteredType* type = catalog ? catalog->find(node->type) : nullptr;
+    if (!type) {
+      nlohmann::json value = nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
+      node->params[o.param] = value.is_discarded() ? nlohmann::json(o.value) : value;  // a bare word is a string
+    } else {
+      const auto& params = type->type.params;
+      auto spec = std::find_if(params.begin(), params.end(), [&](const ParamSpec& p) { return p.name == o.param; });
+      if (spec == params.end()) {
+        std::string names;
+        for (const ParamSpec& p : params) names += (names.empty() ? "" : ", ") + p.name;
+        throw Error(ErrorKind::usage,
+                    "--set '" + assignment + "': " + node->type + " (node '" + o.node + "') has no param '" +
+                        o.param + "'",
+                    names.empty() ? "It takes no params." : "Its params are: " + names + ".");
+      }
+      node->params[o.param] = typed_value(o, *spec, assignment);
+    }
+    graph.overrides.push_back(assignment);
   }
 }
 

@@ -176,10 +176,23 @@ class Resolver {
     std::vector<std::string> known;
     for (const auto& [name, entry] : catalog_.types()) known.push_back(name);
     std::string hint = suggest(node.type, known);
-    if (!catalog_.refused().empty())
-      hint += (hint.empty() ? "" : "; ") + std::to_string(catalog_.refused().size()) +
-              " plugin(s) were refused at start-up (see `reel plugins`)";
-    fail(node.id, node.pointer + "/type", "node '" + node.id + "' has unknown type '" + node.type + "'", hint);
+    const auto& refused = catalog_.refused();
+    std::string message = "node '" + node.id + "' has unknown type '" + node.type + "'";
+    const bool near_miss = hint.rfind("did you mean", 0) == 0;
+    if (refused.empty() || near_miss) {
+      if (!refused.empty())
+        hint += "; " + std::to_string(refused.size()) + " plugin(s) were refused at start-up (see `reel plugins`)";
+      fail(node.id, node.pointer + "/type", message, hint);
+    }
+    // No near miss among the known types, and a library was refused: most likely the type lives
+    // in it. That is a plugin problem (exit 78), and the refusal says what to fix.
+    message += ", and " + std::to_string(refused.size()) + " plugin librar" + (refused.size() == 1 ? "y was" : "ies were") +
+               " refused at start-up:";
+    for (const RefusedPlugin& r : refused) message += "\n  " + r.reason;
+    throw GraphError(graph_.file, node.id, node.pointer + "/type", message,
+                     "If that library provides '" + node.type + "', rebuild it against this reel or fix what the "
+                     "refusal names; `reel plugins` lists the types that did load.",
+                     ErrorKind::plugin);
   }
 
   std::vector<std::pair<std::size_t, int>> resolve_inputs(const ResolvedNode& node,

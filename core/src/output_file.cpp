@@ -32,6 +32,9 @@ OutputFile::OutputFile(fs::path target, bool overwrite) : target_(std::move(targ
   if (::access(folder.c_str(), W_OK) != 0)
     throw IoError(target_.string(), "the output folder " + folder.string() + " is not writable",
                   "Check its permissions or choose another path.");
+  if (fs::is_directory(target_, ec))
+    throw IoError(target_.string(), "the output " + target_.string() + " is a folder",
+                  "Give a file name inside it, such as " + (target_ / "out.mp4").string() + ".");
   if (fs::exists(target_, ec) && !overwrite_)
     throw IoError(target_.string(), "the output " + target_.string() + " already exists",
                   "Pass --overwrite to replace it, or choose another path.");

@@ -9,6 +9,7 @@ namespace {
 nlohmann::json stream_json(const StreamDesc& s) {
   nlohmann::json j = {{"width", s.width}, {"height", s.height}, {"channels", s.channels}, {"fps", s.fps.str()}};
   j["frame_count"] = s.frame_count ? nlohmann::json(*s.frame_count) : nlohmann::json(nullptr);
+  j["audio"] = s.audio ? nlohmann::json{{"path", s.audio->path}, {"codec", s.audio->codec}} : nlohmann::json(nullptr);
   return j;
 }
 
@@ -96,11 +97,15 @@ nlohmann::json run_report(const RunResult& r) {
                      {"max_queued", e.max_queued},
                      {"frames", e.frames}});
 
+  nlohmann::json outputs = nlohmann::json::array();
+  for (const WrittenFile& f : r.outputs) outputs.push_back({{"node", f.node}, {"path", f.path}, {"bytes", f.bytes}});
+
   nlohmann::json report = {
       {"reel_version", REEL_VERSION_STRING},
       {"libtorch_version", TORCH_VERSION},
       {"device", device_description()},
-      {"graph", {{"file", r.graph_file}, {"fingerprint_fnv1a64", r.graph_fingerprint}}},
+      {"graph", {{"file", r.graph_file}, {"fingerprint_fnv1a64", r.graph_fingerprint}, {"overrides", r.overrides}}},
+      {"outputs", outputs},
       {"started_at", r.started_at},
       {"seconds", r.seconds},
       {"status", r.ok() ? "succeeded" : (r.cancelled() ? "cancelled" : "failed")},

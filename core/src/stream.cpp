@@ -40,6 +40,7 @@ std::string StreamDesc::str() const {
                   fps.str() + " fps, ";
   s += frame_count ? std::to_string(*frame_count) + (*frame_count == 1 ? " frame" : " frames")
                    : std::string("unknown length");
+  if (audio) s += ", with " + audio->codec + " audio";
   return s;
 }
 

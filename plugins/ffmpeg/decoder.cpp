@@ -10,10 +10,12 @@ extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
+#include <libavutil/mathematics.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 }
 
+#include <algorithm>
 #include <cmath>
 
 namespace reel::ffmpeg {
@@ -83,6 +85,13 @@ Decoder::Decoder(const std::string& path, int out_width, int out_height)
   AVRational rate = stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
   info_.fps = rate.num > 0 && rate.den > 0 ? Rational{rate.num, rate.den}.reduced() : Rational{25, 1};
   if (stream->nb_frames > 0) info_.frame_count = stream->nb_frames;
+  info_.time_base = Rational{stream->time_base.num, stream->time_base.den};
+  if (stream->start_time != AV_NOPTS_VALUE) info_.start_seconds = static_cast<double>(stream->start_time) * av_q2d(stream->time_base);
+  info_.audio_stream = av_find_best_stream(state_->format, AVMEDIA_TYPE_AUDIO, -1, state_->stream, nullptr, 0);
+  if (info_.audio_stream >= 0)
+    info_.audio_codec = avcodec_get_name(state_->format->streams[info_.audio_stream]->codecpar->codec_id);
+  else
+    info_.audio_stream = -1;
   info_.codec = codec->name;
   const char* pix = av_get_pix_fmt_name(state_->codec->pix_fmt);
   info_.pix_fmt = pix ? pix : "unknown";
@@ -91,6 +100,12 @@ Decoder::Decoder(const std::string& path, int out_width, int out_height)
 }
 
 Decoder::~Decoder() = default;
+
+std::int64_t Decoder::ticks(std::int64_t count, Rational rate) const {
+  const AVRational base{static_cast<int>(info_.time_base.num), static_cast<int>(info_.time_base.den)};
+  const AVRational period{static_cast<int>(rate.den), static_cast<int>(rate.num)};
+  return av_rescale_q_rnd(count, period, base, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
+}
 
 std::optional<Decoder::Picture> Decoder::next() {
   State& s = *state_;
@@ -146,11 +161,11 @@ std::optional<Decoder::Picture> Decoder::next() {
   Picture picture;
   picture.image = image.contiguous();
   AVStream* stream = s.format->streams[s.stream];
+  const std::int64_t start = stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time;
   std::int64_t pts = s.frame->best_effort_timestamp;
-  picture.seconds = pts == AV_NOPTS_VALUE
-                        ? static_cast<double>(decoded_) / info_.fps.value()
-                        : static_cast<double>(pts - (stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time)) *
-                              av_q2d(stream->time_base);
+  picture.pts = pts == AV_NOPTS_VALUE ? ticks(decoded_, info_.fps) : pts - start;
+  picture.duration = std::max<std::int64_t>(0, s.frame->pkt_duration);
+  picture.seconds = static_cast<double>(picture.pts) * av_q2d(stream->time_base);
   av_frame_unref(s.frame);
   ++decoded_;
   return picture;

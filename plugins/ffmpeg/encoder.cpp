@@ -1,6 +1,7 @@
 // encoder.ffmpeg: encodes frames in process with libavcodec/libavformat (no ffmpeg subprocess).
 // The file is written under a temporary name and renamed only after the trailer is written; a
 // failed or cancelled run leaves nothing behind.
+#include "audio_copy.h"
 #include "ffmpeg_util.h"
 #include "nodes.h"
 
@@ -17,6 +18,7 @@ extern "C" {
 }
 
 #include <cerrno>
+#include <filesystem>
 #include <memory>
 #include <regex>
 
@@ -101,20 +103,37 @@ class Encoder : public reel::Node {
                                     std::string(codec_->encoder) + " cannot encode " + av_get_pix_fmt_name(pix_fmt_),
                                     "It takes: " + names + ".");
     }
+    const std::string path = p.string("path");
+    audio_mode_ = p.string("audio");
+    if (audio_mode_ == "copy" && !in_.audio)
+      throw reel::InvalidParamError("audio", "the frames arriving here carry no audio to copy",
+                                    "Audio comes from source.video and is kept by nodes whose frames span the same "
+                                    "time (upscalers, interpolators); set audio to auto or none.");
     if (std::string(codec_->name) == "png") {
-      configure_images(p.string("path"));
+      configure_images(path, config.dry_run);
+      if (in_.audio && audio_mode_ != "none") refuse_audio("PNG images carry no sound");
       return {};
     }
-    output_ = std::make_unique<reel::OutputFile>(p.string("path"), overwrite_);
-    const AVOutputFormat* format = av_guess_format(nullptr, output_->target().c_str(), nullptr);
+    const AVOutputFormat* format = av_guess_format(nullptr, path.c_str(), nullptr);
     if (!format || (format->flags & AVFMT_NOFILE))
-      throw reel::InvalidParamError("path", "cannot tell the container from '" + output_->target().string() + "'",
+      throw reel::InvalidParamError("path", "cannot tell the container from '" + path + "'",
                                     "End the path with .mp4, .mov, .mkv or .webm (or use codec png for images).");
     if (avformat_query_codec(format, encoder->id, FF_COMPLIANCE_NORMAL) != 1)
       throw reel::InvalidParamError(
           "codec",
-          std::string(codec_->name) + " cannot be stored in a " + output_->target().extension().string() + " file",
+          std::string(codec_->name) + " cannot be stored in a " + std::filesystem::path(path).extension().string() +
+              " file",
           "Use .mkv, which takes every codec here, or another codec.");
+    if (in_.audio && audio_mode_ != "none") {
+      if (AudioCopy::storable(in_.audio->codec, format))
+        audio_ = in_.audio;
+      else
+        refuse_audio("a " + std::filesystem::path(path).extension().string() + " file cannot store " +
+                     in_.audio->codec + " audio as it is; .mkv takes every codec");
+    }
+    // Fails now, before anything loads, on a missing folder, a folder in the way or an existing
+    // file. A plan only describes the run: its folder may be made later.
+    if (!config.dry_run) output_ = std::make_unique<reel::OutputFile>(path, overwrite_);
     return {};
   }
 
@@ -161,6 +180,10 @@ class Encoder : public reel::Node {
     check(avcodec_parameters_from_context(stream_->codecpar, codec_context_), "set up the stream");
     stream_->time_base = codec_context_->time_base;
     stream_->avg_frame_rate = codec_context_->framerate;
+    if (audio_) {
+      audio_copy_ = std::make_unique<AudioCopy>(*audio_);
+      audio_copy_->add_stream(format_);
+    }
     if (int rc = avio_open(&format_->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
       throw reel::IoError(path, "cannot create " + path + ": " + av_error(rc));
     AVDictionary* options = nullptr;
@@ -207,6 +230,22 @@ class Encoder : public reel::Node {
     sws_scale(scaler_, src, src_stride, 0, height_, frame_->data, frame_->linesize);
     frame_->pts = frame.index;
     encode(frame_);
+    ++frames_encoded_;
+    // The sound up to the end of this frame, so the muxer interleaves as it goes (its buffer stays
+    // a few frames long however long the video).
+    if (audio_copy_) audio_copy_->write_until(video_seconds(), output_->target().string());
+  }
+
+  // Where the video written so far ends, in seconds from its first frame.
+  double video_seconds() const { return static_cast<double>(frames_encoded_) * in_.fps.den / in_.fps.num; }
+
+  // The frames' audio cannot go into this output: an error when the graph asked for it, else a
+  // warning, never silence.
+  void refuse_audio(const std::string& why) {
+    if (audio_mode_ == "copy") throw reel::InvalidParamError("audio", "the audio cannot be copied: " + why);
+    audio_note_ = "dropped (" + why + ")";
+    reel::log(reel::LogLevel::warning, "encoder.ffmpeg: the " + in_.audio->codec + " audio of " + in_.audio->path +
+                                           " is not copied: " + why + "; set audio to none to silence this");
   }
 
   void finish(reel::Emitter&) override {
@@ -219,11 +258,30 @@ class Encoder : public reel::Node {
         for (auto& image : images_written_) image->withdraw();
         throw;
       }
+      committed_ = true;
       return;
+    }
+    if (audio_copy_) {
+      audio_copy_->write_until(video_seconds(), output_->target().string());
+      audio_note_ = in_.audio->codec + " copied from " + in_.audio->path;
     }
     check_io(av_write_trailer(format_), "write the trailer");
     check_io(avio_closep(&format_->pb), "close the file");
     output_->commit();
+    committed_ = true;
+  }
+
+  std::vector<std::pair<std::string, std::string>> facts() const override {
+    if (audio_note_.empty()) return {};
+    return {{"audio", audio_note_}};
+  }
+
+  std::vector<std::string> written_files() const override {
+    std::vector<std::string> files;
+    if (!committed_) return files;
+    if (output_) files.push_back(output_->target().string());
+    for (const auto& image : images_written_) files.push_back(image->target().string());
+    return files;
   }
 
   void discard_outputs() override {
@@ -241,6 +299,7 @@ class Encoder : public reel::Node {
     scaler_ = nullptr;
     av_frame_free(&frame_);
     av_packet_free(&packet_);
+    audio_copy_.reset();
   }
 
   ~Encoder() override {
@@ -278,7 +337,7 @@ class Encoder : public reel::Node {
   }
 
   // PNG: a single file for a one-frame stream, else a numbered sequence (0-based frame index).
-  void configure_images(const std::string& path) {
+  void configure_images(const std::string& path, bool dry_run) {
     images_ = true;
     pattern_ = path;
     single_path_ = path;
@@ -289,7 +348,7 @@ class Encoder : public reel::Node {
       pattern_.clear();
     }
     // Fails now, before anything loads, on a missing folder or an existing first file.
-    reel::OutputFile probe(image_path(0), overwrite_);
+    if (!dry_run) reel::OutputFile probe(image_path(0), overwrite_);
   }
 
   std::string image_path(std::int64_t index) const {
@@ -331,6 +390,12 @@ class Encoder : public reel::Node {
   std::string bitrate_, preset_;
   std::unique_ptr<reel::OutputFile> output_;
   bool overwrite_ = false;
+  bool committed_ = false;  // finish put every output in place
+  std::string audio_mode_ = "auto";    // the audio param: auto, copy, none
+  std::optional<reel::AudioSource> audio_;  // what will be copied
+  std::string audio_note_;             // for facts(): copied or why dropped
+  std::unique_ptr<AudioCopy> audio_copy_;
+  std::int64_t frames_encoded_ = 0;
   bool images_ = false;
   std::string pattern_, single_path_;
   std::vector<std::unique_ptr<reel::OutputFile>> images_written_;
@@ -364,7 +429,10 @@ void register_encoder(reel::Registry& registry) {
                              "Pixel format; empty: yuv420p (prores: yuv422p10le, ffv1: bgr0, png: rgb24)"),
            ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
                              "What to do with odd dimensions when the pixel format needs even ones"),
-           ParamSpec::boolean("overwrite", false, "Replace an existing output file")},
+           ParamSpec::boolean("overwrite", false, "Replace an existing output file"),
+           ParamSpec::choice("audio", "auto", {"auto", "copy", "none"},
+                             "The source's audio, when the frames still span its time: auto copies it when the "
+                             "container can store it (else warns), copy requires it, none drops it")},
       .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
       .example_params = {{"path", "conformance.mp4"}, {"overwrite", true}},
       .create = [] { return std::make_unique<Encoder>(); },

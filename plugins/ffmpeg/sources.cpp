@@ -46,11 +46,21 @@ class VideoSource : public Node {
       out.fps = *fps;
       resample_ = true;
     }
+    if (info.frame_count && start_ >= *info.frame_count)
+      throw InvalidParamError("start",
+                              "start " + std::to_string(start_) + " is past the end: " + path_ + " has " +
+                                  std::to_string(*info.frame_count) + " frames",
+                              "Use a start below " + std::to_string(*info.frame_count) + ".");
+    if (count_ == 0) throw InvalidParamError("count", "count 0 would give no frames", "Use -1 for all frames.");
     // The length is promised only when the container states it and no resampling changes it.
     if (info.frame_count && !resample_) {
       std::int64_t n = std::max<std::int64_t>(0, *info.frame_count - start_);
       out.frame_count = count_ >= 0 ? std::min(n, count_) : n;
     }
+    // The file's sound travels with the frames, from where the first used frame sits.
+    if (info.audio_stream >= 0)
+      out.audio = AudioSource{path_, info.audio_stream, info.audio_codec,
+                              info.start_seconds + static_cast<double>(start_) / in_fps_.value()};
     stream_ = out;
     return {out};
   }
@@ -70,21 +80,25 @@ class VideoSource : public Node {
       ++emitted_;
       return true;
     }
-    // Constant output rate: output frame k shows the last input frame at or before k / fps.
-    if (!pending_ && !started_) {
+    // Constant output rate: output frame k shows the input frame whose time slot holds k / fps,
+    // both times in the container's time base. Timestamps are stored rounded to it (1 ms in MKV
+    // and WebM), so the output grid is rounded the same way before comparing: a stream read at
+    // its own rate then maps 1:1, and no frame is dropped or doubled by a rounding difference.
+    if (!started_) {
       pending_ = next_after_start();
       if (!pending_) return finish_stream();
-      origin_ = pending_->seconds;
+      origin_ = pending_->pts;
       started_ = true;
     }
-    double t = origin_ + static_cast<double>(emitted_) * stream_.fps.den / stream_.fps.num;
-    while (pending_ && pending_->seconds <= t + 1e-9) {
+    const std::int64_t t = origin_ + decoder_->ticks(emitted_, stream_.fps);
+    while (pending_ && pending_->pts <= t) {
       current_ = std::move(pending_->image);
-      last_seconds_ = pending_->seconds;
+      last_pts_ = pending_->pts;
+      last_duration_ = pending_->duration > 0 ? pending_->duration : decoder_->ticks(1, in_fps_);
       pending_ = decoder_->next();
     }
-    // Past the last input frame by more than one input frame's duration: the clip has ended.
-    if (!pending_ && t >= last_seconds_ + 1.0 / in_fps_.value() - 1e-9) return finish_stream();
+    // Past the end of the last input frame's slot: the clip has ended.
+    if (!pending_ && t >= last_pts_ + last_duration_) return finish_stream();
     out.emit(current_);
     ++emitted_;
     return true;
@@ -122,7 +136,7 @@ class VideoSource : public Node {
   std::unique_ptr<Decoder> decoder_;
   std::optional<Decoder::Picture> pending_;
   at::Tensor current_;
-  double origin_ = 0, last_seconds_ = 0;
+  std::int64_t origin_ = 0, last_pts_ = 0, last_duration_ = 0;  // in the container's time base
 };
 
 class ImageSource : public Node {
@@ -166,7 +180,8 @@ void register_sources(Registry& registry) {
                  ParamSpec::string("fps", "", "Resample to this constant frame rate (e.g. 24); empty: as stored"),
                  ParamSpec::integer("width", 0, "Output width; 0: the video's (or from height)").range(0, 16384),
                  ParamSpec::integer("height", 0, "Output height; 0: the video's (or from width)").range(0, 16384)},
-      .outputs = {{"out", PortKind::video, "RGB frames, upright (rotation metadata applied)"}},
+      .outputs = {{"out", PortKind::video,
+                   "RGB frames, upright (rotation metadata applied), with the file's audio for a sink to copy"}},
       .example_params = {{"path", "conformance-input.mp4"}},
       .create = [] { return std::make_unique<VideoSource>(); },
   });

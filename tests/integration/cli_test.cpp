@@ -3,13 +3,17 @@
 #include "test_support.h"
 
 #include <fcntl.h>
+#include <pty.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -261,6 +265,221 @@ TEST(Cli, SigintCancelsCleansUpAndExits130) {
   EXPECT_EQ(json::parse(slurp(dir / "report.json"))["status"], "cancelled");
   for (const auto& entry : fs::directory_iterator(dir))
     EXPECT_TRUE(entry.path() == journal || entry.path() == dir / "report.json") << "left behind: " << entry.path();
+}
+
+// A malformed --set is refused by the argument parser, a well-formed one that does not fit the
+// graph when the graph is read: both as usage errors (64) quoting the argument, before anything
+// is configured.
+TEST(Cli, BadSetIsAUsageErrorPointingAtTheArgument) {
+  fs::path journal = test::temp_dir() / "journal.txt";
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"journal", journal.string()}}}}));
+  Outcome syntax = reel_cli({"run", graph.string(), "--set", "m0copies2"});
+  EXPECT_EQ(syntax.exit_code, 64) << syntax.err;
+  EXPECT_TRUE(contains(syntax.err, "--set 'm0copies2' is not node.param=value")) << syntax.err;
+  Outcome word = reel_cli({"run", graph.string(), "--set", "m0.copies=two"});
+  EXPECT_EQ(word.exit_code, 64) << word.err;
+  EXPECT_TRUE(contains(word.err, "--set 'm0.copies=two': copies takes an integer")) << word.err;
+  Outcome node = reel_cli({"validate", graph.string(), "--set", "m9.copies=2"});
+  EXPECT_EQ(node.exit_code, 64) << node.err;
+  EXPECT_TRUE(contains(node.err, "has no node 'm9'")) << node.err;
+  EXPECT_FALSE(fs::exists(journal)) << "nothing was configured";
+}
+
+// A string param takes the text as typed, even when it looks like a number.
+TEST(Cli, SetOnAStringParamKeepsTheText) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(2, {}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--no-progress", "--set", "sink.path=" + (dir / "30").string()});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(fs::exists(dir / "30"));
+}
+
+TEST(Cli, DashYIsOverwriteAndDashReadsTheGraphFromStdin) {
+  fs::path dir = test::temp_dir();
+  test::write_file(dir / "out.txt", "old\n");
+  fs::path graph = write_graph(test::chain(3, {}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", "-y", "-", "--no-progress"}, graph);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 3u);
+  EXPECT_EQ(reel_cli({"validate", "-"}, graph).exit_code, 0);
+  EXPECT_EQ(reel_cli({"run", "-", "-"}, graph).exit_code, 64);  // stdin can be read once
+}
+
+// The success line names what was written; the report lists it with its size, the overrides,
+// and a fingerprint of the graph as it ran.
+TEST(Cli, OutputsOverridesAndFingerprintAreReported) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome plain = reel_cli({"run", graph.string(), "--no-progress", "--report", (dir / "a.json").string()});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_TRUE(contains(plain.err, "wrote " + (dir / "out.txt").string() + " (")) << plain.err;
+  json a = json::parse(slurp(dir / "a.json"));
+  ASSERT_EQ(a["outputs"].size(), 1u) << a.dump();
+  EXPECT_EQ(a["outputs"][0]["path"], (dir / "out.txt").string());
+  EXPECT_EQ(a["outputs"][0]["node"], "sink");
+  EXPECT_EQ(a["outputs"][0]["bytes"], fs::file_size(dir / "out.txt"));
+  EXPECT_EQ(a["graph"]["overrides"], json::array());
+  Outcome set = reel_cli(
+      {"run", graph.string(), "-y", "--no-progress", "--set", "src.frames=5", "--report", (dir / "b.json").string()});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  json b = json::parse(slurp(dir / "b.json"));
+  EXPECT_EQ(b["graph"]["overrides"], json::array({"src.frames=5"}));
+  EXPECT_NE(a["graph"]["fingerprint_fnv1a64"], b["graph"]["fingerprint_fnv1a64"]);
+  // A failed run wrote nothing, and says so.
+  Outcome failed = reel_cli({"run", graph.string(), "-y", "--set", "m0.fail_phase=finish", "--report",
+                             (dir / "c.json").string()});
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_EQ(json::parse(slurp(dir / "c.json"))["outputs"], json::array());
+}
+
+// Every output and report path is checked before any node loads; a plan checks none of them.
+TEST(Cli, OutputAndReportPathsAreCheckedBeforeAnythingLoads) {
+  fs::path dir = test::temp_dir();
+  fs::path journal = dir / "journal.txt";
+  auto graph_to = [&](const fs::path& out) {
+    return write_graph(test::chain(3, {"test.map"}, {{"m0", {{"journal", journal.string()}}}, {"sink", {{"path", out.string()}}}}));
+  };
+  fs::path missing_folder = graph_to(dir / "later" / "out.txt");
+  Outcome plan = reel_cli({"plan", missing_folder.string()});
+  EXPECT_EQ(plan.exit_code, 0) << "a plan describes the run; the folder may come later: " << plan.err;
+  Outcome run = reel_cli({"run", missing_folder.string()});
+  EXPECT_EQ(run.exit_code, 74) << run.err;
+  EXPECT_TRUE(contains(run.err, "does not exist")) << run.err;
+  fs::create_directories(dir / "a-folder");
+  Outcome folder = reel_cli({"run", graph_to(dir / "a-folder").string(), "-y"});
+  EXPECT_EQ(folder.exit_code, 74) << folder.err;
+  EXPECT_TRUE(contains(folder.err, "is a folder")) << folder.err;
+  EXPECT_EQ(test::find_line(test::read_lines(journal), "m0 load"), -1) << "nothing loaded";
+  Outcome report = reel_cli({"run", graph_to(dir / "out.txt").string(), "--report", (dir / "nope" / "r.json").string()});
+  EXPECT_EQ(report.exit_code, 74) << report.err;
+  EXPECT_TRUE(contains(report.err, "--report")) << report.err;
+  EXPECT_FALSE(fs::exists(dir / "out.txt")) << "the graph did not run";
+  EXPECT_EQ(test::find_line(test::read_lines(journal), "m0 load"), -1);
+}
+
+TEST(Cli, ZeroFramesIsAnErrorAndWritesNothing) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(0, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome o = reel_cli({"run", graph.string()});
+  EXPECT_EQ(o.exit_code, 66) << o.err;
+  EXPECT_TRUE(contains(o.err, "no frames reached it")) << o.err;
+  EXPECT_FALSE(fs::exists(dir / "out.txt"));
+}
+
+// A graph that needs a type no loaded plugin has, while a plugin library was refused: a plugin
+// problem (78), and the message carries the refusal's reason.
+TEST(Cli, RefusedPluginGivesExit78WithTheReason) {
+  json g = test::chain(2, {});
+  g["nodes"][1]["type"] = "vendor.upscale";
+  fs::path graph = write_graph(g);
+  Outcome o = reel_cli({"--plugin-path", std::string(REEL_BAD_PLUGIN_DIR) + "/bad_abi", "run", graph.string()});
+  EXPECT_EQ(o.exit_code, 78) << o.err;
+  EXPECT_TRUE(contains(o.err, "different plugin ABI")) << o.err;
+  EXPECT_TRUE(contains(o.err, "vendor.upscale")) << o.err;
+  // Without a refused library it stays an error in the graph.
+  EXPECT_EQ(reel_cli({"run", graph.string()}).exit_code, 65);
+}
+
+TEST(Cli, MemoryBudgetRefusalSaysNothingWasLoadedOnce) {
+  fs::path graph = write_graph(test::chain(2, {"test.map"}, {{"m0", {{"model_mib", 64}}}}));
+  Outcome o = reel_cli({"run", graph.string(), "--max-memory", "1M"});
+  EXPECT_EQ(o.exit_code, 75) << o.err;
+  std::size_t first = o.err.find("Nothing was loaded.");
+  ASSERT_NE(first, std::string::npos) << o.err;
+  EXPECT_EQ(o.err.find("Nothing was loaded.", first + 1), std::string::npos) << o.err;
+}
+
+TEST(Cli, SchemaDescribesEveryTypeAndAgreesWithValidate) {
+  fs::path dir = test::temp_dir();
+  Outcome schema = reel_cli({"schema"});
+  ASSERT_EQ(schema.exit_code, 0) << schema.err;
+  test::write_file(dir / "schema.json", schema.out);
+  json s = json::parse(schema.out);
+  EXPECT_TRUE(s["$defs"].contains("test.map"));
+  EXPECT_EQ(s["$defs"]["test.map"]["properties"]["params"]["properties"]["copies"]["anyOf"][0]["maximum"], 16);
+  json one = json::parse(reel_cli({"schema", "test.source"}).out);
+  EXPECT_EQ(one["required"], json::array({"frames"}));
+  EXPECT_EQ(reel_cli({"schema", "test.nope"}).exit_code, 65);
+
+  // Each case: what reel validate says, and what an independent JSON Schema validator says with
+  // the generated schema and with the static, structure-only docs/graph.schema.json.
+  json base = test::chain(2, {"test.map"});
+  auto with = [&](const std::function<void(json&)>& change) {
+    json g = base;
+    change(g);
+    return g;
+  };
+  std::vector<std::pair<std::string, json>> cases = {
+      {"valid", base},
+      {"schema key", with([](json& g) { g["$schema"] = "reel.schema.json"; })},
+      {"version 1.0", with([](json& g) { g["version"] = 1.0; })},
+      {"version 2", with([](json& g) { g["version"] = 2; })},
+      {"null description", with([](json& g) { g["description"] = nullptr; })},
+      {"null node description", with([](json& g) { g["nodes"][1]["description"] = nullptr; })},
+      {"unknown top-level field", with([](json& g) { g["nodez"] = 1; })},
+      {"unknown param", with([](json& g) { g["nodes"][1]["params"]["copiez"] = 1; })},
+      {"param out of range", with([](json& g) { g["nodes"][1]["params"]["copies"] = 99; })},
+      {"integer as 2.0", with([](json& g) { g["nodes"][1]["params"]["copies"] = 2.0; })},
+      {"integer as text", with([](json& g) { g["nodes"][1]["params"]["copies"] = "2"; })},
+      {"null param is the default", with([](json& g) { g["nodes"][1]["params"]["copies"] = nullptr; })},
+      {"missing required param", with([](json& g) { g["nodes"][0]["params"].erase("frames"); })},
+      {"choice not listed", with([](json& g) { g["nodes"][1]["params"]["fail_phase"] = "never"; })},
+      {"number for a string param", with([](json& g) { g["nodes"][1]["params"]["journal"] = 24; })},
+      {"unknown type", with([](json& g) { g["nodes"][1]["type"] = "test.mapp"; })},
+      {"unknown input port", with([](json& g) { g["nodes"][1]["inputs"] = {{"inn", "src.out"}}; })},
+  };
+  const std::vector<std::string> structural = {"valid", "schema key", "version 1.0", "version 2", "null description",
+                                               "null node description", "unknown top-level field"};
+  for (const auto& [name, document] : cases) {
+    fs::path file = dir / (name + ".json");
+    test::write_file(file, document.dump(2));
+    bool reel_accepts = reel_cli({"validate", file.string()}).exit_code == 0;
+    for (const std::string& schema_file : {(dir / "schema.json").string(), std::string(REEL_SOURCE_DIR) + "/docs/graph.schema.json"}) {
+      if (schema_file.find("docs/") != std::string::npos &&
+          std::find(structural.begin(), structural.end(), name) == structural.end())
+        continue;  // the static schema checks structure only
+      std::string command = "/usr/bin/python3 -c \"import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), "
+                            "json.load(open(sys.argv[2])), cls=jsonschema.Draft202012Validator)\" '" +
+                            file.string() + "' '" + schema_file + "' 2>/dev/null";
+      bool schema_accepts = std::system(command.c_str()) == 0;
+      EXPECT_EQ(reel_accepts, schema_accepts) << name << " with " << schema_file;
+    }
+  }
+}
+
+// Under a terminal: one line redrawn in place, with rate, elapsed time and ETA, ending with the
+// final counts and a newline before the outcome.
+TEST(Cli, ProgressLineOnATerminal) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(
+      test::chain(40, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}, {"delay_us", 30000}}}}));
+  std::string full = std::string(REEL_EXECUTABLE) + " --plugin-path " + REEL_TEST_PLUGIN_DIR + " run " + graph.string();
+  int master = -1;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string screen;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(master, buffer, sizeof buffer)) > 0;) screen.append(buffer, static_cast<std::size_t>(n));
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << screen;
+  EXPECT_TRUE(contains(screen, "\r\033[K")) << "redrawn in place";
+  EXPECT_TRUE(contains(screen, " fps")) << screen;
+  EXPECT_TRUE(contains(screen, "ETA ")) << screen;
+  EXPECT_TRUE(contains(screen, " elapsed")) << screen;
+  const std::size_t outcome = screen.find("reel: " + graph.string() + " succeeded");
+  ASSERT_NE(outcome, std::string::npos) << screen;
+  const std::size_t last_draw = screen.rfind("\r\033[K", outcome);
+  ASSERT_NE(last_draw, std::string::npos);
+  std::string final_line = screen.substr(last_draw, outcome - last_draw);
+  EXPECT_TRUE(contains(final_line, "sink 40/40")) << final_line;
+  EXPECT_FALSE(contains(final_line, "ETA")) << "no time left at the end: " << final_line;
+  EXPECT_TRUE(contains(final_line, "\n")) << "the outcome starts on its own line: " << final_line;
 }
 
 TEST(Cli, WorkerRunsJobsFromStdinAndStaysAlive) {

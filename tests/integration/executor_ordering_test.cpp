@@ -57,12 +57,19 @@ TEST(ExecutorOrdering, FanOutGivesEveryConsumerEveryFrameInOrder) {
   expect_in_order(dir / "b.txt", 50);
 }
 
-TEST(ExecutorOrdering, EmptyStreamStillFinishesEveryNode) {
-  fs::path out = test::temp_dir() / "out.txt";
-  RunResult r = test::run(test::chain(0, {"test.map"}, {{"sink", {{"path", out.string()}}}}));
-  ASSERT_TRUE(r.ok()) << r.failure->user_message();
-  EXPECT_TRUE(fs::exists(out));
-  EXPECT_TRUE(test::read_lines(out).empty());
+// An empty stream flows to the end (every node before the sink finishes), but a sink that got no
+// frame at all fails instead of writing an empty file and calling it a success.
+TEST(ExecutorOrdering, EmptyStreamFinishesTheNodesButTheSinkRefusesToWriteNothing) {
+  fs::path dir = test::temp_dir();
+  fs::path journal = dir / "journal.txt";
+  RunResult r = test::run(test::chain(
+      0, {"test.map"}, {{"m0", {{"journal", journal.string()}}}, {"sink", {{"path", (dir / "out.txt").string()}}}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.failure->kind, ErrorKind::bad_input);
+  EXPECT_EQ(r.failure->node_id, "sink");
+  EXPECT_NE(r.failure->reason.find("no frames reached it"), std::string::npos) << r.failure->reason;
+  EXPECT_NE(test::find_line(test::read_lines(journal), "m0 finish"), -1);
+  EXPECT_FALSE(fs::exists(dir / "out.txt"));
 }
 
 }  // namespace

@@ -7,9 +7,13 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <fstream>
+#include <optional>
+#include <sstream>
 
 extern "C" {
 #include <libavformat/avformat.h>
@@ -225,6 +229,204 @@ TEST(SourceVideo, BadInputsAreClearErrorsNamingTheFile) {
     EXPECT_NE(r.failure->reason.find(path), std::string::npos) << r.failure->reason;
     EXPECT_TRUE(folder_is_empty(out_dir));
   }
+}
+
+// Frames whose flat grey level encodes a number n (luma 16 + 3n), so which input frame an output
+// frame shows can be read back from it. Lossless codecs keep the level exact.
+struct Container {
+  std::string extension, codec;
+};
+const std::vector<Container> kContainers = {{"mkv", "-c:v ffv1"},
+                                            {"webm", "-c:v libvpx-vp9 -lossless 1 -deadline realtime -cpu-used 8"},
+                                            {"mp4", "-c:v libx264 -qp 0 -preset ultrafast"},
+                                            {"mov", "-c:v libx264 -qp 0 -preset ultrafast"}};
+
+fs::path numbered_clip(const fs::path& dir, const std::string& name, const Container& c, const std::string& rate,
+                       int frames, const std::string& select = "") {
+  fs::path file = dir / (name + "." + c.extension);
+  std::string filter = "nullsrc=s=64x48:r=" + rate + ",format=yuv420p,geq=lum='16+3*N':cb=128:cr=128,trim=end_frame=" +
+                       std::to_string(frames);
+  if (!select.empty()) filter += ",select='" + select + "'";
+  std::string command = "ffmpeg -v error -y -f lavfi -i \"" + filter + "\"" +
+                        (select.empty() ? "" : " -fps_mode passthrough") + " " + c.codec + " '" + file.string() + "'";
+  EXPECT_EQ(test::shell(command), 0) << command;
+  return file;
+}
+
+// The number a numbered frame carries (limited-range grey back through RGB).
+int number_of(const at::Tensor& frame) {
+  double rgb = frame.to(at::kDouble).mean().item<double>();
+  return static_cast<int>(std::lround(rgb * 219.0 / 255.0 / 3.0));
+}
+
+std::vector<int> numbers(const std::vector<at::Tensor>& frames) {
+  std::vector<int> n;
+  for (const auto& f : frames) n.push_back(number_of(f));
+  return n;
+}
+
+// Read at its own rate, every container gives the stream back frame for frame: no frame dropped
+// or shown twice because the container rounds timestamps (MKV and WebM store milliseconds).
+TEST(SourceVideoFps, AStreamReadAtItsOwnRateIsUnchangedInEveryContainer) {
+  fs::path dir = test::temp_dir("fps");
+  const std::vector<std::pair<std::string, int>> rates = {{"24", 24}, {"30", 30}, {"30000/1001", 30}, {"25", 25}};
+  for (const auto& c : kContainers)
+    for (const auto& [rate, frames] : rates) {
+      std::string label = c.extension + " at " + rate;
+      fs::path clip = numbered_clip(dir, c.extension + std::to_string(frames) + (rate.size() > 3 ? "ntsc" : ""), c,
+                                    rate, frames);
+      auto stored = test::source_frames("source.video", {{"path", clip.string()}});
+      auto resampled = test::source_frames("source.video", {{"path", clip.string()}, {"fps", rate}});
+      std::vector<int> expected(static_cast<std::size_t>(frames));
+      for (int i = 0; i < frames; ++i) expected[i] = i;
+      EXPECT_EQ(numbers(stored), expected) << label;
+      EXPECT_EQ(numbers(resampled), expected) << label;
+    }
+}
+
+// Variable rate: frames on a 1/60 s grid with some left out, read at 30 fps. Output frame k shows
+// the last input frame at or before k/30 s, i.e. the kept frame with the largest n <= 2k, in every
+// container whatever its time base.
+TEST(SourceVideoFps, VariableRateMapsEachOutputFrameToTheInputOfItsTimeSlot) {
+  fs::path dir = test::temp_dir("vfr");
+  const std::string keep = "not(eq(mod(n,5),1))*not(eq(mod(n,7),3))*not(between(n,20,25))";
+  std::vector<int> kept;
+  for (int n = 0; n < 72; ++n)
+    if (n % 5 != 1 && n % 7 != 3 && !(n >= 20 && n <= 25)) kept.push_back(n);
+  for (const auto& c : kContainers) {
+    fs::path clip = numbered_clip(dir, "vfr", c, "60", 72, keep);
+    auto stored = test::source_frames("source.video", {{"path", clip.string()}});
+    ASSERT_EQ(numbers(stored), kept) << c.extension << ": the fixture keeps the frames chosen";
+    auto resampled = test::source_frames("source.video", {{"path", clip.string()}, {"fps", "30"}});
+    std::vector<int> got = numbers(resampled);
+    // Every frame up to the last input frame's time, 71/60 s: k = 0..35.
+    ASSERT_GE(got.size(), 36u) << c.extension;
+    EXPECT_LE(got.size(), 37u) << c.extension;
+    for (std::size_t k = 0; k < got.size(); ++k) {
+      int expected = *std::prev(std::upper_bound(kept.begin(), kept.end(), static_cast<int>(2 * k)));
+      EXPECT_EQ(got[k], expected) << c.extension << ": output frame " << k << " (" << k << "/30 s)";
+    }
+  }
+}
+
+// A 2 s clip at 24 fps with a 440 Hz tone in AAC.
+fs::path clip_with_audio(const fs::path& dir) {
+  fs::path clip = dir / "with-audio.mp4";
+  EXPECT_EQ(test::shell("ffmpeg -v error -y -f lavfi -i testsrc2=s=160x96:r=24:d=2 -f lavfi -i "
+                        "sine=frequency=440:sample_rate=48000:duration=2 -c:v libx264 -preset ultrafast -c:a aac "
+                        "-shortest '" + clip.string() + "'"),
+            0);
+  return clip;
+}
+
+// ffprobe's streams of a file: codec_type, codec_name and duration of each.
+json probe_streams(const fs::path& file) {
+  std::string out;
+  test::shell("ffprobe -v error -show_entries stream=codec_type,codec_name,duration -of json '" + file.string() + "'",
+              &out);
+  json j = json::parse(out, nullptr, false);
+  return j.is_discarded() ? json::array() : j["streams"];
+}
+
+std::optional<json> stream_of(const json& streams, const std::string& type) {
+  for (const auto& s : streams)
+    if (s["codec_type"] == type) return s;
+  return std::nullopt;
+}
+
+json video_source(const fs::path& clip, const json& extra = json::object()) {
+  json params = {{"path", clip.string()}};
+  params.update(extra);
+  return {{"id", "src"}, {"type", "source.video"}, {"params", params}};
+}
+
+// The sound of the source goes through nodes whose frames span the same time (an upscaler, an
+// interpolator doubling the rate) and is copied beside the video, cut to the video's length.
+TEST(EncoderAudio, TheSourcesAudioIsCopiedThroughNodesThatKeepTheTime) {
+  fs::path dir = test::temp_dir("audio");
+  fs::path clip = clip_with_audio(dir);
+  fs::path out = dir / "out.mp4";
+  RunResult r = test::run(test::graph_json(
+      {video_source(clip),
+       {{"id", "up"}, {"type", "upscaler.resize"}, {"inputs", {{"in", "src.out"}}}, {"params", {{"scale", 2}}}},
+       {{"id", "interp"}, {"type", "interpolator.blend"}, {"inputs", {{"in", "up.out"}}}, {"params", {{"multiplier", 2}}}},
+       encoder("interp.out", {{"path", out.string()}})}));
+  ASSERT_TRUE(r.ok()) << r.failure->user_message();
+  json streams = probe_streams(out);
+  auto audio = stream_of(streams, "audio");
+  auto video = stream_of(streams, "video");
+  ASSERT_TRUE(audio && video) << streams.dump();
+  EXPECT_EQ((*audio)["codec_name"], "aac");
+  double audio_seconds = std::stod((*audio)["duration"].get<std::string>());
+  double video_seconds = std::stod((*video)["duration"].get<std::string>());
+  EXPECT_NEAR(audio_seconds, video_seconds, 0.05) << streams.dump();
+  EXPECT_NEAR(video_seconds, 2.0, 0.05);
+  EXPECT_EQ(r.nodes.back().facts.at(0).first, "audio");
+  EXPECT_NE(r.nodes.back().facts.at(0).second.find("aac copied from"), std::string::npos);
+
+  // Frames 24-35 (0.5 s from 1 s): the audio follows the cut.
+  fs::path part = dir / "part.mkv";
+  ASSERT_TRUE(test::run(test::graph_json({video_source(clip, {{"start", 24}, {"count", 12}}),
+                                          encoder("src.out", {{"path", part.string()}})}))
+                  .ok());
+  auto part_audio = stream_of(probe_streams(part), "audio");
+  ASSERT_TRUE(part_audio);
+  std::string packets;
+  test::shell("ffprobe -v error -select_streams a:0 -show_entries packet=pts_time,duration_time -of csv=p=0 '" +
+                  part.string() + "'",
+              &packets);
+  std::stringstream lines(packets);
+  double first = 1e9, last_end = 0;
+  for (std::string line; std::getline(lines, line);) {
+    double pts = 0, duration = 0;
+    if (std::sscanf(line.c_str(), "%lf,%lf", &pts, &duration) != 2) continue;
+    first = std::min(first, pts);
+    last_end = std::max(last_end, pts + duration);
+  }
+  EXPECT_NEAR(first, 0.0, 0.03) << packets;
+  EXPECT_NEAR(last_end, 0.5, 0.03) << packets;
+}
+
+// Where the audio cannot follow, reel says so: a warning (or an error when copy was asked for),
+// never silence.
+TEST(EncoderAudio, AudioThatCannotBeKeptIsReportedNotSilentlyLost) {
+  fs::path dir = test::temp_dir("audio");
+  fs::path clip = clip_with_audio(dir);
+  // AAC does not go into WebM as it is.
+  RunResult webm = test::run(test::graph_json(
+      {video_source(clip, {{"count", 6}}), encoder("src.out", {{"path", (dir / "a.webm").string()}, {"codec", "vp9"}})}));
+  ASSERT_TRUE(webm.ok()) << webm.failure->user_message();
+  EXPECT_FALSE(stream_of(probe_streams(dir / "a.webm"), "audio"));
+  ASSERT_FALSE(webm.nodes.back().facts.empty());
+  EXPECT_NE(webm.nodes.back().facts[0].second.find("dropped (a .webm file cannot store aac"), std::string::npos)
+      << webm.nodes.back().facts[0].second;
+  RunResult required = test::run(test::graph_json(
+      {video_source(clip, {{"count", 6}}),
+       encoder("src.out", {{"path", (dir / "b.webm").string()}, {"codec", "vp9"}, {"audio", "copy"}})}));
+  ASSERT_FALSE(required.ok());
+  EXPECT_EQ(required.failure->pointer, "/nodes/1/params/audio");
+  RunResult none = test::run(test::graph_json(
+      {video_source(clip, {{"count", 6}}), encoder("src.out", {{"path", (dir / "c.mp4").string()}, {"audio", "none"}})}));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(stream_of(probe_streams(dir / "c.mp4"), "audio"));
+  EXPECT_TRUE(none.nodes.back().facts.empty());
+  // Frames with no sound at all cannot be asked to carry it.
+  RunResult silent = test::run(test::graph_json(
+      {pattern(64, 48, 3), encoder("gen.out", {{"path", (dir / "d.mp4").string()}, {"audio", "copy"}})}));
+  ASSERT_FALSE(silent.ok());
+  EXPECT_NE(silent.failure->reason.find("carry no audio"), std::string::npos) << silent.failure->reason;
+  // A node whose frames do not span its input's time drops the sound, and the log says where.
+  json conditioned = {{"id", "gen"}, {"type", "test.conditioned"}, {"inputs", {{"in", "src.out"}}}, {"params", {{"frames", 2}}}};
+  fs::path graph = dir / "drop.json";
+  test::write_file(graph, test::graph_json({video_source(clip, {{"count", 4}}), conditioned,
+                                            encoder("gen.out", {{"path", (dir / "e.mp4").string()}})})
+                              .dump());
+  std::string log;
+  test::shell(std::string(REEL_EXECUTABLE) + " --plugin-path " + REEL_TEST_PLUGIN_DIR + " run --no-progress '" +
+                  graph.string() + "' 2>&1",
+              &log);
+  EXPECT_NE(log.find("node gen (test.conditioned) does not keep the aac audio of " + clip.string()), std::string::npos)
+      << log;
 }
 
 TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {

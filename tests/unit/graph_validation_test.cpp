@@ -235,15 +235,61 @@ TEST(GraphOverrides, ANumberForAStringParamIsTakenAsItsText) {
   EXPECT_EQ(validate({source(), k}).pointer, "/nodes/1/params/path");
 }
 
-TEST(GraphOverrides, SetOnUnknownNodeIsRefused) {
+// A bad override is the command line's fault (exit 64), named as the user typed it.
+TEST(GraphOverrides, SetOnUnknownNodeIsAUsageErrorNamingTheNodes) {
   GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
   try {
     apply_overrides(g, {"nope.frames=7"});
     FAIL();
-  } catch (const GraphError& e) {
-    EXPECT_EQ(e.node_id(), "nope");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+    EXPECT_NE(std::string(e.what()).find("--set 'nope.frames=7'"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("src, sink"), std::string::npos) << e.hint();
   }
-  EXPECT_THROW(apply_overrides(g, {"frames=7"}), GraphError);
+  try {
+    apply_overrides(g, {"frames=7"});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+  }
+  EXPECT_EQ(exit_code(ErrorKind::usage), 64);
+}
+
+// With the catalog the value takes the param's declared type: "30" for a string param stays the
+// text "30", a word for an integer param is refused before anything runs.
+TEST(GraphOverrides, ValuesAreTypedByTheDeclaredParam) {
+  GraphSpec g = test::graph(test::graph_json({source(), sink("src.out")}));
+  const PluginCatalog& catalog = test::catalog();
+  apply_overrides(g, {"sink.path=2024", "src.frames=7", "src.degradable=true", "src.journal=\"quoted\""}, &catalog);
+  EXPECT_EQ(g.nodes[1].params["path"], "2024");
+  EXPECT_EQ(g.nodes[0].params["frames"], 7);
+  EXPECT_EQ(g.nodes[0].params["degradable"], true);
+  EXPECT_EQ(g.nodes[0].params["journal"], "quoted");
+  EXPECT_EQ(g.overrides.size(), 4u);
+  auto refused = [&](const std::string& assignment, const std::string& says) {
+    GraphSpec copy = g;
+    try {
+      apply_overrides(copy, {assignment}, &catalog);
+      ADD_FAILURE() << assignment << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::usage) << assignment;
+      EXPECT_NE((std::string(e.what()) + " " + e.hint()).find(says), std::string::npos) << e.what() << e.hint();
+    }
+  };
+  refused("src.frames=many", "frames takes an integer, not 'many'");
+  refused("src.frames=2.5", "an integer");
+  refused("src.degradable=yes", "true or false");
+  refused("src.framez=3", "has no param 'framez'");
+  refused("src.framez=3", "frames");  // the hint lists the params
+}
+
+TEST(GraphOverrides, FingerprintFollowsTheEffectiveGraphNotTheFormatting) {
+  json doc = test::graph_json({source(), sink("src.out")});
+  GraphSpec compact = parse_graph_text(doc.dump(), "a.json");
+  GraphSpec pretty = parse_graph_text(doc.dump(4), "b.json");
+  EXPECT_EQ(graph_fingerprint(compact), graph_fingerprint(pretty));
+  apply_overrides(pretty, {"src.frames=99"});
+  EXPECT_NE(graph_fingerprint(compact), graph_fingerprint(pretty));
 }
 
 TEST(GraphOverrides, SetValueIsValidatedLikeTheFile) {

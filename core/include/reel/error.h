@@ -18,6 +18,7 @@ enum class ErrorKind {
   device,         // the GPU runtime failed: retry, check the driver
   cancelled,      // the user or a signal stopped the run
   internal,       // anything else: a bug, in a plugin or in reel
+  usage,          // the command line or job request is wrong (a --set, an option): fix the command
 };
 
 const char* to_string(ErrorKind kind) noexcept;

@@ -29,6 +29,9 @@ struct NodeConfig {
   // default StreamDesc (width 0, no frame count).
   const std::vector<StreamDesc>& inputs;
   bool overwrite_outputs = false;         // sinks: the user allowed replacing existing files
+  // `reel plan`: nothing will load or run. Sinks check what they can without touching the file
+  // system's future (an output folder may not exist yet while a job is being planned).
+  bool dry_run = false;
 };
 
 // Expected memory of one node on one device ("cpu", "cuda:0").
@@ -137,6 +140,11 @@ class Node {
   // seed it drew, the model variant it found): names in snake_case, values as text. Read with
   // counters(). Must not throw.
   virtual std::vector<std::pair<std::string, std::string>> facts() const { return {}; }
+
+  // The files this node wrote and committed, as the user named them (a sink's output, each file
+  // of an image sequence). Read with counters(); the run report lists them with their sizes and
+  // the CLI names them on success. Must not throw.
+  virtual std::vector<std::string> written_files() const { return {}; }
 };
 
 }  // namespace reel

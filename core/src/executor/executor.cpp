@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -161,7 +162,24 @@ void fail_configure(RunState& run, NodeRun& n, Failure f) {
 }
 
 // Stream negotiation, in topological order: each node sees its producers' output descriptions.
-void configure_all(RunState& run, const GraphSpec& graph) {
+// Sound is kept by nodes whose frames span their input's time (they return its StreamDesc); a
+// node that builds a new one loses it. Not an error (a generator restyling a clip makes new
+// frames), but never silent.
+void warn_if_audio_dropped(const NodeRun& n) {
+  if (n.output_streams.empty()) return;  // a sink decides itself what to do with the audio
+  const StreamDesc* with_audio = nullptr;
+  for (const StreamDesc& in : n.input_streams)
+    if (in.audio) with_audio = &in;
+  if (!with_audio) return;
+  for (const StreamDesc& out : n.output_streams)
+    if (out.audio) return;
+  spdlog::warn("node {} ({}) does not keep the {} audio of {}: its frames do not span its input's time, so what "
+               "follows it is silent",
+               n.id, n.type->type.name, with_audio->audio->codec, with_audio->audio->path);
+}
+
+// `stream` false: only planning (NodeConfig::dry_run).
+void configure_all(RunState& run, const GraphSpec& graph, bool stream) {
   for (auto& n : run.nodes) {
     try {
       n->node = n->type->type.create();
@@ -176,13 +194,14 @@ void configure_all(RunState& run, const GraphSpec& graph) {
                                stream.str());
         n->input_streams[e->consumer_port] = stream;
       }
-      NodeConfig config{n->id, n->params, n->input_streams, run.options.overwrite_outputs};
+      NodeConfig config{n->id, n->params, n->input_streams, run.options.overwrite_outputs, !stream};
       n->output_streams = n->node->configure(config);
       if (n->output_streams.size() != n->outputs.size())
         throw Error(ErrorKind::internal, "configure() described " + std::to_string(n->output_streams.size()) +
                                              " output streams, but the node type declares " +
                                              std::to_string(n->outputs.size()) + " output ports");
       n->state = NodeState::configured;
+      warn_if_audio_dropped(*n);
     } catch (const InvalidParamError& e) {
       Failure f = classify_exception(std::current_exception());
       f.file = graph.file;  // point at the graph field, like the schema checks do
@@ -225,7 +244,7 @@ void check_budget(RunState& run) {
     f.phase = Phase::plan;
     f.reason = "the nodes' estimates add up to " + format_bytes(need) + ", over the memory budget of " +
                format_bytes(*run.options.memory_budget);
-    f.hint = "Nothing was loaded. Lower the resolution or tile size, or raise --max-memory.";
+    f.hint = "Lower the resolution or tile size, or raise --max-memory.";
     run.fail(std::move(f));
   }
 }
@@ -283,6 +302,24 @@ std::vector<NodeReport> node_reports(const RunState& run) {
   return reports;
 }
 
+std::vector<WrittenFile> written_files(const RunState& run) {
+  std::vector<WrittenFile> files;
+  for (const auto& n : run.nodes) {
+    if (!n->node) continue;
+    try {
+      for (const std::string& path : n->node->written_files()) {
+        std::error_code ec;
+        auto bytes = std::filesystem::file_size(path, ec);
+        files.push_back({n->id, path, ec ? 0 : static_cast<std::uint64_t>(bytes)});
+      }
+    } catch (...) {
+      Failure f = classify_exception(std::current_exception());
+      spdlog::error("node {} ({}) threw from written_files(): {}", n->id, n->type->type.name, f.detail);
+    }
+  }
+  return files;
+}
+
 std::vector<EdgeReport> edge_reports(const RunState& run) {
   std::vector<EdgeReport> reports;
   for (const auto& e : run.edges) {
@@ -312,7 +349,8 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   auto start = std::chrono::steady_clock::now();
   RunResult result;
   result.graph_file = graph.file;
-  result.graph_fingerprint = graph.fingerprint;
+  result.graph_fingerprint = graph_fingerprint(graph);
+  result.overrides = graph.overrides;
   result.started_at = now_iso8601();
   configure_host_allocator();
   release_cached_memory();
@@ -323,7 +361,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   try {
     ResolvedGraph resolved = resolve_graph(graph, catalog);
     build_nodes(run, resolved);
-    configure_all(run, graph);
+    configure_all(run, graph, stream);
     if (!run.stopping) estimate_all(run);
     if (!run.stopping) check_budget(run);
     if (!run.stopping && run.cancel_requested()) run.fail(cancelled_failure());
@@ -341,6 +379,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   unload_all_nodes(run, result.failure.has_value());
   result.nodes = node_reports(run);
   result.edges = edge_reports(run);
+  if (!result.failure) result.outputs = written_files(run);
   // Frames still queued and the node objects themselves hold memory too.
   run.edges.clear();
   for (auto& n : run.nodes) n->node.reset();
@@ -363,7 +402,6 @@ RunResult execute_guarded(const GraphSpec& graph, const PluginCatalog& catalog, 
   } catch (...) {
     RunResult result;
     result.graph_file = graph.file;
-    result.graph_fingerprint = graph.fingerprint;
     result.failure = classify_exception(std::current_exception());
     release_cached_memory();
     return result;

@@ -174,7 +174,15 @@ class Scheduler {
   void finish(NodeRun& n) {
     if (!ensure_loaded(n)) return;
     Emitter out = emitter(n);
-    if (!call(n, Phase::finish, std::nullopt, out, [&] { n.node->finish(out); })) return;
+    // A sink that got nothing would write an empty file and call it a success.
+    const bool empty_sink = n.outputs.empty() && !n.inputs.empty() && n.frames_in.load() == 0;
+    if (!call(n, Phase::finish, std::nullopt, out, [&] {
+          if (empty_sink)
+            throw BadInputError("no frames reached it: its input stream was empty",
+                                "Check the source's start and count, or the input file; nothing was written.");
+          n.node->finish(out);
+        }))
+      return;
     {
       std::unique_lock lock(n.mutex);
       std::uint64_t ticket = n.next_ticket++;
@@ -186,6 +194,13 @@ class Scheduler {
           e->closed = true;
         }
     }
+    if (run_.stopping) return;
+    for (std::size_t port = 0; port < n.output_streams.size(); ++port)
+      if (const auto& promised = n.output_streams[port].frame_count;
+          promised && n.next_output_index[port] != *promised) {
+        fail_promise(n, static_cast<int>(port), n.next_output_index[port], "fewer than");
+        return;
+      }
     n.state = NodeState::finished;
     notify_state(n);
     // Progressive unloading: this node's models go now, not at the end of the run.
@@ -194,6 +209,19 @@ class Scheduler {
     notify_state(n);
     for (auto& port : n.outputs)
       for (Edge* e : port) wake(*run_.nodes[e->consumer]);
+  }
+
+  // A stream's frame_count is a promise the next nodes plan by (a sink sizes its file, an
+  // interpolator its timeline): a node that breaks it is a plugin bug, caught where it happens.
+  void fail_promise(NodeRun& n, int port, std::int64_t emitted, const char* how) {
+    Failure f;
+    f.kind = ErrorKind::internal;
+    f.reason = "it emitted " + std::string(how) + " the " + std::to_string(*n.output_streams[port].frame_count) +
+               " frames its output '" + n.type->type.outputs[port].name + "' promised at configure (" +
+               std::to_string(emitted) + " so far)";
+    attribute(f, n, Phase::finish, std::nullopt);
+    n.state = NodeState::failed;
+    run_.fail(std::move(f));
   }
 
   // Stores a call's frames under its ticket, then hands every consecutive completed ticket's
@@ -211,6 +239,11 @@ class Scheduler {
               "the node emitted a frame on output port " + std::to_string(port) + ", which its type does not declare";
           attribute(f, n, Phase::process, std::nullopt);
           run_.fail(std::move(f));
+          return;
+        }
+        if (const auto& promised = n.output_streams[port].frame_count; promised && n.next_output_index[port] >= *promised) {
+          lock.unlock();
+          fail_promise(n, port, n.next_output_index[port] + 1, "more than");
           return;
         }
         frame.index = n.next_output_index[port]++;

@@ -7,7 +7,9 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -34,6 +36,7 @@ class FaultyNode : public reel::Node {
     model_mib_ = p.integer("model_mib");
     delay_us_ = p.integer("delay_us");
     device_ = p.string("device");
+    print_ = p.string("print");
     record("configure");
     maybe_fail("configure", -1);
     return configure_streams(config);
@@ -81,6 +84,12 @@ class FaultyNode : public reel::Node {
   virtual void discard_streams() {}
 
   void record(const std::string& event, std::int64_t frame = -1) {
+    if (!print_.empty()) {
+      // A plugin that talks on stdout, through both C and C++ streams.
+      std::printf("%s %s\n", print_.c_str(), event.c_str());
+      std::fflush(stdout);
+      std::cout << print_ << std::endl;
+    }
     if (journal_path_.empty()) return;
     std::lock_guard lock(journal_mutex);
     std::ofstream journal(journal_path_, std::ios::app);
@@ -125,7 +134,7 @@ class FaultyNode : public reel::Node {
   std::int64_t delay_us_ = 0;
 
  private:
-  std::string journal_path_, fail_phase_, fail_with_, device_;
+  std::string journal_path_, fail_phase_, fail_with_, device_, print_;
   std::int64_t fail_times_ = -1, fired_ = 0, model_mib_ = 0;
   bool degradable_ = false;
   at::Tensor model_;
@@ -144,6 +153,7 @@ class Source : public FaultyNode {
     s.height = static_cast<int>(config.params.integer("height"));
     s.fps = {24, 1};
     s.frame_count = frames_;
+    s.audio.reset();  // new frames, like a generator's: the input's sound no longer fits
     width_ = s.width, height_ = s.height;
     return {s};
   }
@@ -198,6 +208,7 @@ class Conditioned : public FaultyNode {
     if (!conditioned_) s.width = s.height = 8;
     s.fps = {24, 1};
     s.frame_count = frames_;
+    s.audio.reset();  // new frames, like a generator's: the input's sound no longer fits
     width_ = s.width, height_ = s.height;
     return {s};
   }
@@ -229,7 +240,7 @@ class Conditioned : public FaultyNode {
 class Sink : public FaultyNode {
  public:
   std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
-    if (!config.params.string("path").empty()) {
+    if (!config.params.string("path").empty() && !config.dry_run) {
       output_ = std::make_unique<reel::OutputFile>(config.params.string("path"), config.overwrite_outputs);
     }
     return {};
@@ -253,6 +264,11 @@ class Sink : public FaultyNode {
     if (!file_.is_open()) file_.open(output_->temporary());
     file_.close();
     output_->commit();
+    committed_ = true;
+  }
+  std::vector<std::string> written_files() const override {
+    if (!committed_) return {};
+    return {output_->target().string()};
   }
   void discard_streams() override {
     if (file_.is_open()) file_.close();
@@ -263,6 +279,7 @@ class Sink : public FaultyNode {
   std::unique_ptr<reel::OutputFile> output_;
   std::ofstream file_;
   std::int64_t expected_ = 0;
+  bool committed_ = false;
 };
 
 std::vector<reel::ParamSpec> fault_params() {
@@ -282,6 +299,7 @@ std::vector<reel::ParamSpec> fault_params() {
       ParamSpec::integer("delay_us", 0, "Microseconds of work per frame").range(0, 10000000),
       ParamSpec::string("journal", "", "File that receives one line per lifecycle call"),
       ParamSpec::choice("device", "cpu", {"cpu", "cuda"}, "Where the model_mib allocation lives"),
+      ParamSpec::string("print", "", "Printed to stdout at every lifecycle call, like a chatty plugin"),
   };
 }
 

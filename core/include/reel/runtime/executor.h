@@ -67,11 +67,20 @@ struct EdgeReport {
   std::int64_t frames = 0;
 };
 
+// A file a sink wrote and committed.
+struct WrittenFile {
+  std::string node, path;
+  std::uint64_t bytes = 0;
+};
+
 struct RunResult {
-  std::string graph_file, graph_fingerprint;
+  std::string graph_file;
+  std::string graph_fingerprint;       // of the effective graph (graph_fingerprint())
+  std::vector<std::string> overrides;  // the --set assignments the graph ran with
   std::optional<Failure> failure;  // empty: the run succeeded
   std::vector<NodeReport> nodes;   // topological order
   std::vector<EdgeReport> edges;
+  std::vector<WrittenFile> outputs;  // what the run left behind (nothing after a failure)
   MemorySnapshot memory_before, memory_after;
   std::uint64_t peak_rss_bytes = 0;
   double seconds = 0;

@@ -16,8 +16,10 @@ namespace reel {
 // Every error found before the run names the file, the node and the field (a JSON pointer).
 class GraphError : public Error {
  public:
+  // `kind` is invalid_graph except where the graph is right but reel cannot serve it (a node type
+  // whose plugin was refused: ErrorKind::plugin).
   GraphError(std::string file, std::string node_id, std::string pointer, const std::string& message,
-             std::string hint = {});
+             std::string hint = {}, ErrorKind kind = ErrorKind::invalid_graph);
   ~GraphError() override;
   const std::string& file() const noexcept { return file_; }
   const std::string& node_id() const noexcept { return node_id_; }
@@ -41,17 +43,35 @@ struct NodeSpec {
 };
 
 struct GraphSpec {
-  std::string file;         // as given by the user ("<inline>" for text)
-  std::string fingerprint;  // FNV-1a 64 of the file's bytes, hex
+  std::string file;  // as given by the user ("<inline>" for text, "-" for stdin)
   std::vector<NodeSpec> nodes;
+  std::vector<std::string> overrides;  // the `node.param=value` assignments applied, in order
 };
 
 GraphSpec parse_graph_file(const std::string& path);
 GraphSpec parse_graph_text(const std::string& text, const std::string& file_label);
 
-// Applies `node.param=value` overrides. The value is read as JSON when it parses as JSON
-// (numbers, true/false, quoted strings), as a plain string otherwise.
-void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignments);
+// The graph as it will run (overrides applied), as a graph document.
+nlohmann::json effective_graph_json(const GraphSpec& graph);
+// FNV-1a 64 (hex) of the effective graph: the same for the same nodes, params and connections
+// however the file is formatted, different when an override changes anything.
+std::string graph_fingerprint(const GraphSpec& graph);
+
+// One `node.param=value` assignment (--set, a worker job's "set").
+struct Override {
+  std::string node, param, value;
+};
+// Splits the text; throws Error(ErrorKind::usage) quoting it when it is not node.param=value.
+Override parse_override(const std::string& assignment);
+
+// Applies overrides in order. With the catalog, the value is typed by the param's declared type:
+// a string param takes the text as it is ("30" stays a string), an integer, number or boolean
+// param must parse as one (or be one of the integer param's words). Without it (or for a node of
+// unknown type) the value is read as JSON when it parses, as a plain string otherwise. Throws
+// Error(ErrorKind::usage) naming the assignment: bad syntax, no such node, no such param, a value
+// of the wrong type.
+void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignments,
+                     const PluginCatalog* catalog = nullptr);
 
 // A graph whose every reference resolves and whose params match their schemas.
 struct ResolvedNode {
