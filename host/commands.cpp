@@ -59,7 +59,8 @@ void write_report_file(const std::string& path, const nlohmann::json& report) {
   OutputFile file(path, /*overwrite=*/true);
   {
     std::ofstream out(file.temporary());
-    out << report.dump(2) << '\n';
+    // Text from plugins and file names may hold invalid UTF-8: replaced, never a throw.
+    out << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     out.close();
     if (!out) throw IoError(path, "could not write the report " + path);
   }
@@ -116,7 +117,7 @@ int command_run(const PluginCatalog& catalog, RunArgs args) {
     for (const RunResult& r : results) reports.push_back(run_report(r));
     try {
       write_report_file(args.report_file, args.graphs.size() == 1 && reports.size() == 1 ? reports[0] : reports);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       std::fprintf(stderr, "reel: %s\n", e.what());
       if (code == 0) code = exit_code(ErrorKind::io);
     }
@@ -155,7 +156,7 @@ int command_plan(const PluginCatalog& catalog, const std::string& file, const st
 
   if (json) {
     nlohmann::json report = run_report(plan);
-    std::cout << report.dump(2) << '\n';
+    std::cout << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else if (plan.ok()) {
     std::printf("graph %s\n", file.c_str());
     std::uint64_t total = 0;

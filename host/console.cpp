@@ -120,6 +120,7 @@ class ProgressPrinter : public ProgressDisplay {
     started();
     Progress& p = entry(node_id);
     if (p.frames == 0 && frames > 0) p.first_frame = Clock::now();
+    if (frames > p.frames) p.last_frame = Clock::now();
     p.frames = frames, p.expected = expected;
     p.stage.clear();  // frames are flowing: the stage inside a call is over
     draw(false);
@@ -157,7 +158,7 @@ class ProgressPrinter : public ProgressDisplay {
     std::int64_t frames = 0;
     std::optional<std::int64_t> expected;
     std::string stage;  // "denoising 12/50" while a call reports steps
-    Clock::time_point first_frame{};
+    Clock::time_point first_frame{}, last_frame{};
   };
 
   void started() {
@@ -167,13 +168,13 @@ class ProgressPrinter : public ProgressDisplay {
     return run_start_ ? std::chrono::duration<double>(Clock::now() - *run_start_).count() : 0.0;
   }
 
-  // The node that sets the pace: the one with a known length that is furthest behind, else the
-  // last to report (the furthest downstream).
+  // The node that sets the pace: the one with a known length that is furthest behind (the
+  // furthest downstream among equals), else the last to report (the furthest downstream).
   const Progress* pace() const {
     const Progress* slowest = nullptr;
     for (const Progress& p : progress_)
       if (p.expected && *p.expected > 0 &&
-          (!slowest || static_cast<double>(p.frames) / *p.expected <
+          (!slowest || static_cast<double>(p.frames) / *p.expected <=
                            static_cast<double>(slowest->frames) / *slowest->expected))
         slowest = &p;
     return slowest ? slowest : (progress_.empty() ? nullptr : &progress_.back());
@@ -183,8 +184,9 @@ class ProgressPrinter : public ProgressDisplay {
     std::string text;
     const Progress* p = pace();
     if (p && p->frames > 0) {
-      // Frames per second since that node's first frame: model loading is not part of the pace.
-      double busy = std::chrono::duration<double>(Clock::now() - p->first_frame).count();
+      // Frames per second from that node's first frame to its latest: model loading is not part
+      // of the pace, and a node that has finished keeps the rate it had.
+      double busy = std::chrono::duration<double>(p->last_frame - p->first_frame).count();
       double fps = p->frames > 1 && busy > 0 ? static_cast<double>(p->frames - 1) / busy : 0.0;
       char rate[32];
       std::snprintf(rate, sizeof rate, "%.3g fps", fps);
@@ -234,7 +236,7 @@ class ProgressPrinter : public ProgressDisplay {
   Progress& entry(const std::string& node) {
     for (Progress& p : progress_)
       if (p.node == node) return p;
-    return progress_.emplace_back(Progress{node, 0, std::nullopt, {}, {}});
+    return progress_.emplace_back(Progress{node, 0, std::nullopt, {}, {}, {}});
   }
   std::vector<Progress> progress_;
   Clock::time_point last_{};

@@ -107,13 +107,11 @@ json node_schema(const NodeType& type) {
 json graph_schema(const PluginCatalog& catalog) {
   json types = json::array();
   json per_type = json::array();
-  json defs = json::object();
   for (const auto& [name, entry] : catalog.types()) {
     types.push_back(name);
-    defs[name] = node_schema(entry.type);
+    // Inline rather than a $ref, so no type name needs escaping into a JSON pointer.
     json condition = {{"properties", {{"type", {{"const", name}}}}}, {"required", json::array({"type"})}};
-    // Type names are letters, digits, '.' and '_': nothing a JSON pointer must escape.
-    per_type.push_back({{"if", condition}, {"then", {{"$ref", "#/$defs/" + name}}}});
+    per_type.push_back({{"if", condition}, {"then", node_schema(entry.type)}});
   }
   json node = {{"type", "object"},
                {"required", {"id", "type"}},
@@ -123,8 +121,8 @@ json graph_schema(const PluginCatalog& catalog) {
                  {"type", {{"enum", types}, {"description", "A node type; `reel plugins` lists them"}}},
                  {"description", {{"type", "string"}}},
                  {"params", {{"type", "object"}}},
-                 {"inputs", {{"type", "object"}}}}},
-               {"allOf", per_type}};
+                 {"inputs", {{"type", "object"}}}}}};
+  if (!per_type.empty()) node["allOf"] = per_type;  // draft 2020-12 forbids an empty allOf
   return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
           {"$id", "reel-graph-v1-" REEL_VERSION_STRING ".schema.json"},
           {"title", "reel graph, format version 1, with the node types of this reel"},
@@ -135,8 +133,7 @@ json graph_schema(const PluginCatalog& catalog) {
            {{"$schema", {{"type", "string"}}},
             {"version", {{"const", 1}}},
             {"description", {{"type", "string"}}},
-            {"nodes", {{"type", "array"}, {"minItems", 1}, {"items", node}}}}},
-          {"$defs", defs}};
+            {"nodes", {{"type", "array"}, {"minItems", 1}, {"items", node}}}}}};
 }
 
 }  // namespace

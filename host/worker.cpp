@@ -10,12 +10,14 @@
 
 #include <reel/output_file.h>
 #include <reel/runtime/report.h>
+#include <spdlog/spdlog.h>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -23,7 +25,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <thread>
 
 namespace reel::host {
@@ -42,13 +43,16 @@ class EventStream {
   void emit(const json& event) {
     std::lock_guard lock(mutex_);
     std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace);
-    std::fprintf(out_, "%s\n", line.c_str());
-    std::fflush(out_);  // one line per event, at once: a UI reads it live
+    // One line per event, flushed at once: a UI reads it live.
+    if (std::fprintf(out_, "%s\n", line.c_str()) < 0 || std::fflush(out_) != 0) closed_ = true;
   }
+  // The client stopped reading (its end of the pipe closed): nobody can hear the results.
+  bool closed() const { return closed_.load(); }
 
  private:
   std::mutex mutex_;
   std::FILE* out_;
+  std::atomic<bool> closed_{false};
 };
 
 struct Job {
@@ -62,13 +66,41 @@ struct Job {
 };
 
 // The "id" of a line that is not valid JSON (cut short, a stray comma), when it can still be read,
-// so the client learns which of its jobs was refused. null when it cannot.
+// so the client learns which of its jobs was refused; null when it cannot. Only a key of the outer
+// object counts (an inline graph's nodes have ids too), and the value must be a whole string or
+// integer.
 json id_in_broken_line(const std::string& line) {
-  static const std::regex id(R"re("id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+)\s*[,}])re");
-  std::smatch match;
-  if (!std::regex_search(line, match, id)) return nullptr;
-  json value = json::parse(match[1].str(), nullptr, /*allow_exceptions=*/false);
-  return value.is_discarded() ? json(nullptr) : value;
+  int depth = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') --depth;
+    if (c != '"') continue;
+    // A string: find its end, skipping escapes.
+    std::size_t end = i + 1;
+    while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
+    if (end >= line.size()) return nullptr;
+    const bool is_id_key = depth == 1 && line.compare(i, end - i + 1, "\"id\"") == 0;
+    i = end;
+    if (!is_id_key) continue;
+    std::size_t colon = line.find_first_not_of(" \t", end + 1);
+    if (colon == std::string::npos || line[colon] != ':') continue;
+    std::size_t start = line.find_first_not_of(" \t", colon + 1);
+    if (start == std::string::npos) return nullptr;
+    std::size_t stop = start;
+    if (line[start] == '"') {
+      stop = start + 1;
+      while (stop < line.size() && line[stop] != '"') stop += line[stop] == '\\' ? 2 : 1;
+      if (stop >= line.size()) return nullptr;
+      ++stop;
+    } else {
+      if (line[stop] == '-') ++stop;
+      while (stop < line.size() && line[stop] >= '0' && line[stop] <= '9') ++stop;
+    }
+    json value = json::parse(line.substr(start, stop - start), nullptr, /*allow_exceptions=*/false);
+    return value.is_string() || value.is_number_integer() ? value : json(nullptr);
+  }
+  return nullptr;
 }
 
 // A line that cannot become a job: the field at fault (empty: the whole line) and why.
@@ -173,6 +205,10 @@ class Worker {
       done_ = true;
     }
     reader.join();
+    if (events_.closed()) {
+      spdlog::error("the worker's event stream was closed by its reader; the jobs were cancelled");
+      return exit_code(ErrorKind::io);
+    }
     const bool signalled = cancel_flag().load();
     events_.emit({{"event", "bye"}, {"reason", signalled ? "signal" : "end of input"}});
     return signalled ? exit_code(ErrorKind::cancelled) : 0;
@@ -222,7 +258,14 @@ class Worker {
       result.graph_file = label;
       result.failure = classify_exception(std::current_exception());
     }
-    json report = run_report(result);
+    json report;
+    try {
+      report = run_report(result);
+    } catch (...) {  // never lose the job's final event to a report that cannot be built
+      result.failure = classify_exception(std::current_exception());
+      report = {{"status", "failed"}, {"outputs", json::array()}, {"error", failure_json(*result.failure)},
+                {"memory", nullptr}};
+    }
     json finished = {{"event", "finished"},
                      {"job", job.id},
                      {"status", report["status"]},
@@ -235,9 +278,14 @@ class Worker {
       try {
         write_report_file(job.report, report);
         finished["report"] = job.report;
-      } catch (const Error& e) {
+      } catch (const std::exception& e) {
         finished["report_error"] = e.what();
       }
+    }
+    {
+      // From here a cancel of this id has nothing left to stop, and the id may be used again.
+      std::lock_guard lock(mutex_);
+      running_.reset();
     }
     events_.emit(finished);
   }
@@ -266,7 +314,7 @@ class Worker {
         std::lock_guard lock(mutex_);
         if (done_) return;
       }
-      if (cancel_flag().load()) stop_for_signal();
+      if (cancel_flag().load() || events_.closed()) stop_for_signal();
       if (eof) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         continue;
@@ -305,8 +353,9 @@ class Worker {
   }
 
   void reject(const json& id, const std::string& field, const std::string& message, const std::string* line = nullptr) {
+    // The id as given when it is one (1.5 included, so the client recognises its line), else null.
     json event = {{"event", "rejected"},
-                  {"job", id},
+                  {"job", id.is_string() || id.is_number() ? id : json(nullptr)},
                   {"field", field.empty() ? json(nullptr) : json(field)},
                   {"message", message}};
     if (line) event["line"] = *line;
@@ -394,6 +443,9 @@ class Worker {
 }  // namespace
 
 std::FILE* take_stdout_for_events() {
+  // A client that closes its end must not kill the worker mid-job (partial files left behind):
+  // writes then fail, and the worker cancels and cleans up.
+  std::signal(SIGPIPE, SIG_IGN);
   std::fflush(stdout);
   int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
   std::FILE* events = fd >= 0 ? ::fdopen(fd, "w") : nullptr;

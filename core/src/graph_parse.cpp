@@ -182,11 +182,12 @@ Override parse_override(const std::string& assignment) {
 namespace {
 
 // The value of `o` for a param of `spec`'s declared type.
-nlohmann::json typed_value(const Override& o, const ParamSpec& spec, const std::string& assignment) {
+nlohmann::json typed_value(const Override& o, const ParamSpec& spec, const std::string& type,
+                           const std::string& assignment) {
   auto refuse = [&](const std::string& expected) {
     return Error(ErrorKind::usage,
                  "--set '" + assignment + "': " + o.param + " takes " + expected + ", not '" + o.value + "'",
-                 "`reel describe` lists the node type's params.");
+                 "`reel describe " + type + "` lists its params.");
   };
   nlohmann::json parsed = nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
   switch (spec.type) {
@@ -236,7 +237,7 @@ void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignmen
                         o.param + "'",
                     names.empty() ? "It takes no params." : "Its params are: " + names + ".");
       }
-      node->params[o.param] = typed_value(o, *spec, assignment);
+      node->params[o.param] = typed_value(o, *spec, node->type, assignment);
     }
     graph.overrides.push_back(assignment);
   }

@@ -88,10 +88,15 @@ void AudioCopy::write_until(double seconds, const std::string& target) {
     // pictures (a packet straddling the cut would be shifted to time 0 by the muxer). The one
     // exception is the stream's first packet when the clip starts inside it: codec priming (AAC
     // starts a packet early, at a negative time), which a decoder needs.
+    if (p->pts == AV_NOPTS_VALUE) {  // cannot be placed
+      av_packet_unref(p);
+      s.pending = false;
+      continue;
+    }
     const bool first = !s.seen_first;
     s.seen_first = true;
     const bool priming = first && p->pts < s.start && p->pts + p->duration >= s.start;
-    if (p->pts == AV_NOPTS_VALUE || (p->pts < s.start && !priming)) {
+    if (p->pts < s.start && !priming) {
       av_packet_unref(p);
       s.pending = false;
       continue;

@@ -164,7 +164,11 @@ std::optional<Decoder::Picture> Decoder::next() {
   const std::int64_t start = stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time;
   std::int64_t pts = s.frame->best_effort_timestamp;
   picture.pts = pts == AV_NOPTS_VALUE ? ticks(decoded_, info_.fps) : pts - start;
+#if LIBAVUTIL_VERSION_MAJOR >= 58
+  picture.duration = std::max<std::int64_t>(0, s.frame->duration);
+#else
   picture.duration = std::max<std::int64_t>(0, s.frame->pkt_duration);
+#endif
   picture.seconds = static_cast<double>(picture.pts) * av_q2d(stream->time_base);
   av_frame_unref(s.frame);
   ++decoded_;

@@ -43,6 +43,9 @@ class VideoSource : public Node {
       if (!fps)
         throw InvalidParamError("fps", "fps '" + p.string("fps") + "' is not a frame rate",
                                 "For example 24 or 30000/1001.");
+      if (fps->num > 1'000'000'000 || fps->den > 1'000'000'000)
+        throw InvalidParamError("fps", "fps '" + p.string("fps") + "' has terms above 10^9",
+                                "For example 24 or 30000/1001.");
       out.fps = *fps;
       resample_ = true;
     }
@@ -74,6 +77,14 @@ class VideoSource : public Node {
   bool produce(Emitter& out) override {
     if (count_ >= 0 && emitted_ >= count_) return finish_stream();
     if (!resample_) {
+      if (stream_.frame_count && emitted_ >= *stream_.frame_count) {
+        // The promised length is reached. A file whose header undercounts has more: say so
+        // rather than drop them silently (the graph was planned for the header's length).
+        if (count_ < 0 && decoder_->next())
+          reel::log(LogLevel::warning, path_ + " has more frames than the " + std::to_string(emitted_) +
+                                           " its header states; the rest are left out (re-mux the file to fix it)");
+        return false;
+      }
       auto picture = next_after_start();
       if (!picture) return finish_stream();
       out.emit(std::move(picture->image));

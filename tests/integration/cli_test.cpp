@@ -395,8 +395,10 @@ TEST(Cli, SchemaDescribesEveryTypeAndAgreesWithValidate) {
   ASSERT_EQ(schema.exit_code, 0) << schema.err;
   test::write_file(dir / "schema.json", schema.out);
   json s = json::parse(schema.out);
-  EXPECT_TRUE(s["$defs"].contains("test.map"));
-  EXPECT_EQ(s["$defs"]["test.map"]["properties"]["params"]["properties"]["copies"]["anyOf"][0]["maximum"], 16);
+  json map_node;
+  for (const auto& rule : s["properties"]["nodes"]["items"]["allOf"])
+    if (rule["if"]["properties"]["type"]["const"] == "test.map") map_node = rule["then"];
+  EXPECT_EQ(map_node["properties"]["params"]["properties"]["copies"]["anyOf"][0]["maximum"], 16) << s.dump();
   json one = json::parse(reel_cli({"schema", "test.source"}).out);
   EXPECT_EQ(one["required"], json::array({"frames"}));
   EXPECT_EQ(reel_cli({"schema", "test.nope"}).exit_code, 65);

@@ -72,5 +72,22 @@ TEST(ExecutorOrdering, EmptyStreamFinishesTheNodesButTheSinkRefusesToWriteNothin
   EXPECT_FALSE(fs::exists(dir / "out.txt"));
 }
 
+// frame_count is a promise: breaking it either way is the emitting node's bug, caught where it
+// happens, and the sink commits nothing.
+TEST(ExecutorOrdering, AStreamLengthPromiseBrokenEitherWayFailsTheNodeThatMadeIt) {
+  for (int offset : {3, -3}) {
+    fs::path out = test::temp_dir() / "out.txt";
+    RunResult r = test::run(
+        test::chain(6, {"test.map"}, {{"m0", {{"promise_offset", offset}}}, {"sink", {{"path", out.string()}}}}));
+    ASSERT_FALSE(r.ok()) << offset;
+    EXPECT_EQ(r.failure->kind, ErrorKind::internal);
+    EXPECT_EQ(r.failure->node_id, "m0");
+    const std::string how = offset > 0 ? "fewer than the 9 frames" : "more than the 3 frames";
+    EXPECT_NE(r.failure->reason.find(how), std::string::npos) << r.failure->reason;
+    EXPECT_NE(r.failure->reason.find("output 'out' promised"), std::string::npos) << r.failure->reason;
+    EXPECT_FALSE(fs::exists(out)) << offset;
+  }
+}
+
 }  // namespace
 }  // namespace reel

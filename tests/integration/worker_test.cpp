@@ -56,7 +56,7 @@ class WorkerProcess {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    ::close(out_);
+    if (out_ >= 0) ::close(out_);
   }
 
   void send_line(const std::string& line) {
@@ -64,6 +64,10 @@ class WorkerProcess {
     ASSERT_EQ(::write(in_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
   }
   void send(const json& message) { send_line(message.dump()); }
+  void close_output() {
+    ::close(out_);
+    out_ = -1;
+  }
   void close_input() {
     if (in_ >= 0) ::close(in_);
     in_ = -1;
@@ -208,6 +212,7 @@ TEST(WorkerProtocol, MalformedJobsAreRejectedNamingIdAndField) {
       {{{"id", "t7"}, {"graph", 42}}, "t7", "graph"},
       {{{"id", "t8"}}, "t8", "graph"},
       {{{"id", 1.5}, {"graph", graph}}, 1.5, "id"},
+      {{{"id", 5}, {"graph", graph}, {"overwrite", 1}}, 5, "overwrite"},
       {{{"cancel", "x"}, {"id", "t9"}}, "t9", "cancel"},
   };
   for (const auto& c : cases) {
@@ -225,6 +230,9 @@ TEST(WorkerProtocol, MalformedJobsAreRejectedNamingIdAndField) {
   // Broken JSON whose id can still be read: the rejection names the job.
   worker.send_line(R"({"id": "cut", "graph": "a.json", "set": ["x.y=1"],)");
   EXPECT_EQ(worker.next()["job"], "cut");
+  // Only the outer object's id counts, not an inline graph's node ids.
+  worker.send_line(R"({"graph": {"version": 1, "nodes": [{"id": "src", "type": "x"}]}, "id": "outer",)");
+  EXPECT_EQ(worker.next()["job"], "outer");
   worker.send(json{{"cancel", "nobody"}});
   EXPECT_EQ(worker.next()["field"], "cancel");
   // Still alive: a good job runs, and a typed override refused at run time is a usage error.
@@ -311,6 +319,19 @@ TEST(WorkerProtocol, SignalCancelsTheRunningJobAndAnswersTheQueue) {
       EXPECT_EQ(e["status"], "cancelled") << e.dump();
     }
   EXPECT_EQ(finals, (std::map<std::string, int>{{"r", 1}, {"q1", 1}, {"q2", 1}}));
+  for (const auto& entry : fs::directory_iterator(dir)) ADD_FAILURE() << "left behind: " << entry.path();
+}
+
+// A client that stops reading (closes its end of the event pipe) must not kill the worker in the
+// middle of a job: the job is cancelled and cleaned up, and the worker exits with an I/O error.
+TEST(WorkerProtocol, AClosedEventStreamCancelsAndCleansUp) {
+  fs::path dir = test::temp_dir();
+  WorkerProcess worker;
+  worker.next();
+  worker.send(json{{"id", "s"}, {"graph", write_graph(slow_graph(dir / "s.txt")).string()}});
+  ASSERT_FALSE(worker.until_event("progress", "s").is_null());
+  worker.close_output();
+  EXPECT_EQ(worker.wait(), 74) << worker.stderr_text();
   for (const auto& entry : fs::directory_iterator(dir)) ADD_FAILURE() << "left behind: " << entry.path();
 }
 

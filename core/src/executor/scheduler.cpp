@@ -187,20 +187,23 @@ class Scheduler {
       std::unique_lock lock(n.mutex);
       std::uint64_t ticket = n.next_ticket++;
       ++n.in_flight;
-      commit(n, ticket, out, lock);
+      commit(n, ticket, out, lock);  // releases the lock
+      if (run_.stopping) return;
+      // Checked before the edges close, so no consumer finishes (and commits a file) on a short
+      // stream.
+      for (std::size_t port = 0; port < n.output_streams.size(); ++port)
+        if (const auto& promised = n.output_streams[port].frame_count;
+            promised && n.next_output_index[port] != *promised) {
+          fail_promise(n, static_cast<int>(port), n.next_output_index[port], "fewer than");
+          return;
+        }
+      lock.lock();
       for (auto& port : n.outputs)
         for (Edge* e : port) {
           std::lock_guard edge_lock(e->mutex);
           e->closed = true;
         }
     }
-    if (run_.stopping) return;
-    for (std::size_t port = 0; port < n.output_streams.size(); ++port)
-      if (const auto& promised = n.output_streams[port].frame_count;
-          promised && n.next_output_index[port] != *promised) {
-        fail_promise(n, static_cast<int>(port), n.next_output_index[port], "fewer than");
-        return;
-      }
     n.state = NodeState::finished;
     notify_state(n);
     // Progressive unloading: this node's models go now, not at the end of the run.

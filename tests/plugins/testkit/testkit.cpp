@@ -180,7 +180,8 @@ class Map : public FaultyNode {
   std::vector<reel::StreamDesc> configure_streams(const reel::NodeConfig& config) override {
     copies_ = config.params.integer("copies");
     reel::StreamDesc s = config.inputs.at(0);
-    if (s.frame_count) s.frame_count = *s.frame_count * copies_;
+    // promise_offset: a node that promises a length it does not keep.
+    if (s.frame_count) s.frame_count = *s.frame_count * copies_ + config.params.integer("promise_offset");
     return {s};
   }
   void process(const reel::Frame& frame, int, reel::Emitter& out) override {
@@ -324,7 +325,8 @@ void register_nodes(reel::Registry& registry) {
   registry.add(with_fault_params({
       .name = "test.map",
       .description = "Passes frames on (copies times each), with fault injection",
-      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16)},
+      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16),
+                 ParamSpec::integer("promise_offset", 0, "Added to the frame count promised at configure")},
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
       .outputs = {{"out", reel::PortKind::video, "The same frames"}},
       .create = [] { return std::make_unique<Map>(); },
@@ -332,7 +334,8 @@ void register_nodes(reel::Registry& registry) {
   registry.add(with_fault_params({
       .name = "test.parallel_map",
       .description = "test.map that processes up to 4 frames at once",
-      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16)},
+      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16),
+                 ParamSpec::integer("promise_offset", 0, "Added to the frame count promised at configure")},
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
       .outputs = {{"out", reel::PortKind::video, "The same frames, in order"}},
       .concurrency = 4,
