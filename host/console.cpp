@@ -31,7 +31,8 @@ class JsonLineSink : public spdlog::sinks::base_sink<std::mutex> {
     nlohmann::json line = {{"time", seconds},
                            {"level", spdlog::level::to_string_view(msg.level).data()},
                            {"message", std::string(msg.payload.data(), msg.payload.size())}};
-    std::fprintf(out_, "%s\n", line.dump().c_str());
+    // A message may carry invalid UTF-8 (a plugin's text, a file name): replaced, never a throw.
+    std::fprintf(out_, "%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   void flush_() override { std::fflush(out_); }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <new>
@@ -109,33 +110,34 @@ bool io_errno(int code) {
          code == ENOENT || code == EISDIR || code == ENOTDIR;
 }
 
-}  // namespace
+// what() may return null from a careless plugin; std::string of null is undefined behaviour.
+std::string message_of(const char* what) { return what ? std::string(what) : std::string("(no message)"); }
 
-Failure classify_exception(std::exception_ptr error) {
+Failure classify(std::exception_ptr error) {
   Failure f;
   try {
     std::rethrow_exception(error);
   } catch (const GraphError& e) {
-    f.kind = e.kind(), f.reason = e.what(), f.hint = e.hint();
+    f.kind = e.kind(), f.reason = message_of(e.what()), f.hint = e.hint();
     f.file = e.file(), f.pointer = e.pointer(), f.node_id = e.node_id();
   } catch (const Error& e) {
-    f.kind = e.kind(), f.reason = e.what(), f.hint = e.hint();
+    f.kind = e.kind(), f.reason = message_of(e.what()), f.hint = e.hint();
   } catch (const c10::OutOfMemoryError& e) {
     f.kind = ErrorKind::out_of_memory, f.reason = first_line(e.what_without_backtrace());
   } catch (const c10::Error& e) {
     f.reason = first_line(e.what_without_backtrace());
     f.kind = kind_from_text(e.what_without_backtrace());
   } catch (const std::bad_alloc& e) {
-    f.kind = ErrorKind::out_of_memory, f.reason = std::string("host memory allocation failed (") + e.what() + ")";
+    f.kind = ErrorKind::out_of_memory, f.reason = "host memory allocation failed (" + message_of(e.what()) + ")";
   } catch (const std::filesystem::filesystem_error& e) {
-    f.kind = io_errno(e.code().value()) ? ErrorKind::io : ErrorKind::internal, f.reason = e.what();
+    f.kind = io_errno(e.code().value()) ? ErrorKind::io : ErrorKind::internal, f.reason = message_of(e.what());
   } catch (const std::system_error& e) {
     f.kind = e.code().category() == std::generic_category() || e.code().category() == std::system_category()
                  ? (io_errno(e.code().value()) ? ErrorKind::io : ErrorKind::internal)
                  : ErrorKind::internal;
-    f.reason = e.what();
+    f.reason = message_of(e.what());
   } catch (const std::exception& e) {
-    f.kind = kind_from_text(e.what()), f.reason = first_line(e.what());
+    f.kind = kind_from_text(message_of(e.what())), f.reason = first_line(message_of(e.what()));
   } catch (...) {
     f.kind = ErrorKind::internal, f.reason = "an exception that is not a std::exception";
   }
@@ -143,12 +145,93 @@ Failure classify_exception(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
   } catch (const std::exception& e) {
-    f.detail = current_type_name() + ": " + e.what();
+    f.detail = current_type_name() + ": " + message_of(e.what());
   } catch (...) {
     f.detail = current_type_name();
   }
+  // A plugin's text is shown to people and written as JSON: no escape sequences reach a
+  // terminal, and every byte is valid UTF-8.
+  f.reason = printable_text(f.reason);
+  f.hint = printable_text(f.hint);
+  f.detail = printable_text(f.detail);
   return f;
 }
+
+}  // namespace
+
+std::string printable_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  auto escape = [&](unsigned char c) {
+    char code[8];
+    std::snprintf(code, sizeof code, "\\x%02x", c);
+    out += code;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+        escape(c);
+      else
+        out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: its length from the lead byte, then continuation bytes 10xxxxxx, no
+    // overlong forms, no surrogates, nothing above U+10FFFF.
+    const std::size_t length = c >= 0xf0 ? (c <= 0xf4 ? 4 : 0) : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    bool valid = length > 0 && i + length <= text.size();
+    std::uint32_t code_point = length == 2 ? c & 0x1f : length == 3 ? c & 0x0f : c & 0x07;
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      valid = (next & 0xc0) == 0x80;
+      code_point = (code_point << 6) | (next & 0x3f);
+    }
+    if (valid)
+      valid = !(length == 3 && (code_point < 0x800 || (code_point >= 0xd800 && code_point <= 0xdfff))) &&
+              !(length == 4 && (code_point < 0x10000 || code_point > 0x10ffff));
+    if (!valid) {
+      out += "\xef\xbf\xbd";  // U+FFFD, the replacement character, for one bad byte
+      ++i;
+      continue;
+    }
+    if (code_point >= 0x80 && code_point <= 0x9f)
+      escape(static_cast<unsigned char>(code_point));  // C1 controls (CSI among them)
+    else
+      out.append(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
+Failure classify_exception(std::exception_ptr error) {
+  // The classifier is the error path's own safety net: nothing it meets may make it throw.
+  try {
+    return classify(error);
+  } catch (...) {
+    Failure f;
+    f.kind = ErrorKind::internal;
+    f.reason = "an exception that could not be described";
+    f.detail = "classify_exception failed while describing an exception";
+    return f;
+  }
+}
+
+namespace {
+
+// A terminal gets the first kMaxShown bytes (cut on a character boundary) and a marker; the log
+// and the run report keep the whole text.
+constexpr std::size_t kMaxShown = 600;
+
+std::string cut_for_terminal(const std::string& text) {
+  if (text.size() <= kMaxShown) return text;
+  std::size_t end = kMaxShown;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80) --end;
+  return text.substr(0, end) + " [... " + std::to_string(text.size() - end) +
+         " more bytes; the full text is in the log and the run report]";
+}
+
+}  // namespace
 
 std::string Failure::user_message() const {
   std::string where;
@@ -171,7 +254,7 @@ std::string Failure::user_message() const {
   }
   std::string text = std::string(to_string(kind)) + where;
   if (!file.empty()) text += " [" + file + (pointer.empty() ? "" : " at " + pointer) + "]";
-  text += ": " + reason;
+  text += ": " + cut_for_terminal(reason);
 
   std::string done;
   switch (phase) {
@@ -186,7 +269,7 @@ std::string Failure::user_message() const {
       done = kind == ErrorKind::cancelled ? "Every node was unloaded and partial outputs were removed."
                                           : "All models were unloaded, caches freed and partial outputs removed.";
   }
-  std::string next = hint;
+  std::string next = cut_for_terminal(hint);
   if (next.empty()) {
     switch (kind) {
       case ErrorKind::invalid_graph:

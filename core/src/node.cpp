@@ -2,6 +2,8 @@
 #include <reel/node.h>
 #include <reel/plugin.h>
 
+#include <c10/core/ScalarType.h>
+
 namespace reel {
 
 // Key functions: the vtables and type_info of the SDK interfaces live here, in libreel, once.
@@ -21,6 +23,40 @@ void Emitter::emit(at::Tensor image, int output_port) {
 }
 
 void Emitter::emit(Frame frame, int output_port) { frames_.emplace_back(output_port, std::move(frame)); }
+
+namespace {
+const char* dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kByte: return "uint8";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+}  // namespace
+
+std::string frame_mismatch(const at::Tensor& image, const StreamDesc& stream) {
+  if (!image.defined()) return "an undefined tensor (no image)";
+  const std::string expected = "a uint8 tensor of shape [" + std::to_string(stream.channels) + ", " +
+                               std::to_string(stream.height) + ", " + std::to_string(stream.width) + "]";
+  std::string shape;
+  for (auto size : image.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(size);
+  const std::string got = std::string("a ") + dtype_name(image.scalar_type()) + " tensor of shape [" + shape +
+                          "] on " + image.device().str();
+  if (!image.device().is_cpu() && !image.device().is_cuda()) return got + ", not in CPU or CUDA memory";
+  if (!image.has_storage()) return got + " without storage";
+  if (image.scalar_type() != at::kByte || image.dim() != 3 || image.size(0) != stream.channels ||
+      image.size(1) != stream.height || image.size(2) != stream.width)
+    return got + " where the stream (" + stream.str() + ") needs " + expected;
+  return {};
+}
 
 const char* to_string(PortKind kind) noexcept { return kind == PortKind::image ? "image" : "video"; }
 

@@ -213,10 +213,10 @@ class Encoder : public reel::Node {
   }
 
   void process(const reel::Frame& frame, int, reel::Emitter&) override {
+    // libswscale reads width x height x 3 bytes: checked here too, not only by the executor.
+    if (std::string wrong = reel::frame_mismatch(frame.image, in_); !wrong.empty())
+      throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + wrong);
     at::Tensor rgb = frame.image.to(at::kCPU).permute({1, 2, 0});
-    if (rgb.dim() != 3 || rgb.size(0) != in_.height || rgb.size(1) != in_.width || rgb.size(2) != 3 ||
-        rgb.scalar_type() != at::kByte)
-      throw reel::BadInputError("frame " + std::to_string(frame.index) + " does not match the stream " + in_.str());
     if (width_ != in_.width || height_ != in_.height) {
       // odd_size pad repeats the last row/column, crop drops it: index with clamped positions.
       auto rows = at::arange(height_, at::kLong).clamp_max(in_.height - 1);

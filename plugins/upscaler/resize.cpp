@@ -48,10 +48,11 @@ class Resize : public reel::Node {
   }
 
   void process(const reel::Frame& frame, int, reel::Emitter& out) override {
+    // libswscale reads width x height x 3 bytes: check before handing it the memory (the executor
+    // checked the producer's frames already; this node does not rely on it).
+    if (std::string wrong = reel::frame_mismatch(frame.image, in_); !wrong.empty())
+      throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + wrong);
     at::Tensor src = frame.image.to(at::kCPU).permute({1, 2, 0}).contiguous();  // HWC, packed RGB
-    if (src.size(0) != in_.height || src.size(1) != in_.width)
-      throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + std::to_string(src.size(1)) + "x" +
-                                std::to_string(src.size(0)) + ", but the stream was described as " + in_.str());
     out.emit(scaler_->resize(src, out_.width, out_.height).permute({2, 0, 1}).contiguous());
   }
 

@@ -335,6 +335,25 @@ TEST(WorkerProtocol, AClosedEventStreamCancelsAndCleansUp) {
   for (const auto& entry : fs::directory_iterator(dir)) ADD_FAILURE() << "left behind: " << entry.path();
 }
 
+// A failure whose message is invalid UTF-8 and escape sequences is reported like any other, and
+// the worker goes on with the next job.
+TEST(WorkerProtocol, AHostileErrorMessageDoesNotStopTheWorker) {
+  fs::path dir = test::temp_dir();
+  WorkerProcess worker;
+  worker.next();
+  json hostile = test::chain(3, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "hostile_message"}}}});
+  worker.send(json{{"id", "h"}, {"graph", hostile}, {"report", (dir / "h.json").string()}});
+  json failed = worker.until_event("finished", "h");
+  EXPECT_EQ(failed["status"], "failed");
+  EXPECT_EQ(failed["report"], (dir / "h.json").string());
+  EXPECT_NO_THROW(json::parse(std::ifstream(dir / "h.json")));
+  worker.send(json{{"id", "next"}, {"graph", test::chain(2, {}, {{"sink", {{"path", (dir / "n.txt").string()}}}})}});
+  EXPECT_EQ(worker.until_event("finished", "next")["status"], "succeeded");
+  worker.close_input();
+  EXPECT_EQ(worker.wait(), 0);
+  for (const auto& line : worker.lines()) EXPECT_EQ(line.find('\x1b'), std::string::npos);
+}
+
 // A plugin printing on stdout cannot corrupt the event stream: its text goes to stderr.
 TEST(WorkerProtocol, PluginStdoutGoesToTheLogNotTheEvents) {
   fs::path dir = test::temp_dir();

@@ -162,6 +162,17 @@ void fail_configure(RunState& run, NodeRun& n, Failure f) {
 }
 
 // Stream negotiation, in topological order: each node sees its producers' output descriptions.
+// What makes a stream description from configure() impossible, or empty. Checked where it is made,
+// so the node that made it is blamed rather than the next one.
+std::string impossible_stream(const StreamDesc& s) {
+  if (s.width < 1 || s.height < 1 || s.width > 65536 || s.height > 65536)
+    return "width and height must be 1 to 65536 pixels";
+  if (s.channels < 1 || s.channels > 4) return "channels must be 1 to 4";
+  if (s.fps.num <= 0 || s.fps.den <= 0) return "the frame rate must be positive";
+  if (s.frame_count && *s.frame_count < 0) return "the frame count must not be negative";
+  return {};
+}
+
 // Sound is kept by nodes whose frames span their input's time (they return its StreamDesc); a
 // node that builds a new one loses it. Not an error (a generator restyling a clip makes new
 // frames), but never silent.
@@ -200,6 +211,10 @@ void configure_all(RunState& run, const GraphSpec& graph, bool stream) {
         throw Error(ErrorKind::internal, "configure() described " + std::to_string(n->output_streams.size()) +
                                              " output streams, but the node type declares " +
                                              std::to_string(n->outputs.size()) + " output ports");
+      for (std::size_t port = 0; port < n->output_streams.size(); ++port)
+        if (std::string wrong = impossible_stream(n->output_streams[port]); !wrong.empty())
+          throw Error(ErrorKind::internal, "configure() described output '" + n->type->type.outputs[port].name +
+                                               "' as " + n->output_streams[port].str() + ": " + wrong);
       n->state = NodeState::configured;
       warn_if_audio_dropped(*n);
     } catch (const InvalidParamError& e) {

@@ -139,7 +139,7 @@ class Scheduler {
     if (!call(n, Phase::produce, frame, out, [&] { more = n.node->produce(out); })) return false;
     lock.lock();
     if (!more) n.source_ended = true;
-    commit(n, ticket, out, lock);
+    commit(n, ticket, out, lock, Phase::produce);
     return true;
   }
 
@@ -167,7 +167,7 @@ class Scheduler {
     Emitter out = emitter(n);
     if (!call(n, Phase::process, frame.index, out, [&] { n.node->process(frame, port, out); })) return false;
     lock.lock();
-    commit(n, ticket, out, lock);
+    commit(n, ticket, out, lock, Phase::process);
     return true;
   }
 
@@ -187,7 +187,7 @@ class Scheduler {
       std::unique_lock lock(n.mutex);
       std::uint64_t ticket = n.next_ticket++;
       ++n.in_flight;
-      commit(n, ticket, out, lock);  // releases the lock
+      commit(n, ticket, out, lock, Phase::finish);  // releases the lock
       if (run_.stopping) return;
       // Checked before the edges close, so no consumer finishes (and commits a file) on a short
       // stream.
@@ -229,7 +229,8 @@ class Scheduler {
 
   // Stores a call's frames under its ticket, then hands every consecutive completed ticket's
   // frames to the output edges. Called with the node's lock held; releases it.
-  void commit(NodeRun& n, std::uint64_t ticket, Emitter& out, std::unique_lock<std::mutex>& lock) {
+  // `phase`: the call that emitted the frames, for the message when one of them is wrong.
+  void commit(NodeRun& n, std::uint64_t ticket, Emitter& out, std::unique_lock<std::mutex>& lock, Phase phase) {
     n.completed.emplace(ticket, std::move(out.frames()));
     bool pushed = false;
     for (auto it = n.completed.find(n.next_commit); it != n.completed.end(); it = n.completed.find(n.next_commit)) {
@@ -240,7 +241,20 @@ class Scheduler {
           f.kind = ErrorKind::internal;
           f.reason =
               "the node emitted a frame on output port " + std::to_string(port) + ", which its type does not declare";
-          attribute(f, n, Phase::process, std::nullopt);
+          attribute(f, n, phase, std::nullopt);
+          run_.fail(std::move(f));
+          return;
+        }
+        // Every frame is checked against the stream its node declared, here where it leaves the
+        // node: a wrong one is that node's bug, not the next node's bad input.
+        if (std::string wrong = frame_mismatch(frame.image, n.output_streams[port]); !wrong.empty()) {
+          lock.unlock();
+          Failure f;
+          f.kind = ErrorKind::internal;
+          f.reason = "it emitted frame " + std::to_string(n.next_output_index[port]) + " on output '" +
+                     n.type->type.outputs[port].name + "' as " + wrong;
+          attribute(f, n, phase, std::nullopt);
+          n.state = NodeState::failed;
           run_.fail(std::move(f));
           return;
         }

@@ -16,6 +16,11 @@
 
 namespace {
 
+// A plugin's exception whose what() breaks its contract.
+struct NullWhat : std::exception {
+  const char* what() const noexcept override { return nullptr; }
+};
+
 struct NotAStdException {
   int code = 42;
 };
@@ -122,6 +127,10 @@ class FaultyNode : public reel::Node {
     if (fail_with_ == "bad_input") throw reel::BadInputError(where + ": the input is corrupt");
     if (fail_with_ == "io") throw reel::IoError("/nonexistent/out.bin", where + ": disk full");
     if (fail_with_ == "invalid_param") throw reel::InvalidParamError("fail_with", where + ": rejected by configure");
+    if (fail_with_ == "long_message") throw std::runtime_error(where + ": " + std::string(1 << 20, 'x'));
+    if (fail_with_ == "hostile_message")
+      throw std::runtime_error(where + ": \x1b[2J\x1b[31mred\a and invalid UTF-8 \xff\xfe\xc3 here");
+    if (fail_with_ == "null_what") throw NullWhat{};
     throw std::logic_error("unknown fail_with " + fail_with_);
   }
 
@@ -182,6 +191,11 @@ class Map : public FaultyNode {
     reel::StreamDesc s = config.inputs.at(0);
     // promise_offset: a node that promises a length it does not keep.
     if (s.frame_count) s.frame_count = *s.frame_count * copies_ + config.params.integer("promise_offset");
+    emit_ = config.params.string("emit");
+    const std::string describe = config.params.string("describe");
+    if (describe == "zero_size") s.width = 0;
+    if (describe == "zero_fps") s.fps = {0, 1};
+    if (describe == "negative_count") s.frame_count = -2;
     return {s};
   }
   void process(const reel::Frame& frame, int, reel::Emitter& out) override {
@@ -190,11 +204,22 @@ class Map : public FaultyNode {
     pause();
     // Uneven work per frame, so concurrent instances finish out of order.
     if (delay_us_ > 0 && frame.index % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_ * 2));
-    for (std::int64_t k = 0; k < copies_; ++k) out.emit(reel::Frame{frame.image, 0, frame.metadata});
+    for (std::int64_t k = 0; k < copies_; ++k) out.emit(reel::Frame{misshapen(frame.image), 0, frame.metadata});
   }
 
  private:
+  // `emit`: a node whose frames do not match the stream it declared.
+  at::Tensor misshapen(const at::Tensor& image) const {
+    if (emit_ == "float") return image.to(at::kFloat);
+    if (emit_ == "one_channel") return image.narrow(0, 0, 1).contiguous();
+    if (emit_ == "four_channels") return at::cat({image, image.narrow(0, 0, 1)}, 0);
+    if (emit_ == "wrong_size") return image.narrow(1, 0, image.size(1) / 2).contiguous();
+    if (emit_ == "undefined") return at::Tensor();
+    return image;
+  }
+
   std::int64_t copies_ = 1;
+  std::string emit_;
 };
 
 // A generator with an optional input: unconnected, it is a source of `frames` counting frames;
@@ -292,7 +317,7 @@ std::vector<reel::ParamSpec> fault_params() {
           .range(-1, std::nullopt),
       ParamSpec::choice("fail_with", "runtime_error",
                         {"c10_oom", "bad_alloc", "c10_error", "runtime_error", "non_std", "script_oom", "cuda_error",
-                         "bad_input", "io", "invalid_param"},
+                         "bad_input", "io", "invalid_param", "long_message", "hostile_message", "null_what"},
                         "What is thrown"),
       ParamSpec::integer("fail_times", -1, "How many times the fault fires; -1: every time").range(-1, std::nullopt),
       ParamSpec::boolean("degradable", false, "degrade() returns true (out-of-memory retries)"),
@@ -302,6 +327,18 @@ std::vector<reel::ParamSpec> fault_params() {
       ParamSpec::choice("device", "cpu", {"cpu", "cuda"}, "Where the model_mib allocation lives"),
       ParamSpec::string("print", "", "Printed to stdout at every lifecycle call, like a chatty plugin"),
   };
+}
+
+// test.map and test.parallel_map.
+std::vector<reel::ParamSpec> map_params() {
+  using reel::ParamSpec;
+  return {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16),
+          ParamSpec::integer("promise_offset", 0, "Added to the frame count promised at configure"),
+          ParamSpec::choice("emit", "as_received",
+                            {"as_received", "float", "one_channel", "four_channels", "wrong_size", "undefined"},
+                            "Frames emitted: as received, or not matching the declared stream"),
+          ParamSpec::choice("describe", "as_input", {"as_input", "zero_size", "zero_fps", "negative_count"},
+                            "The output stream configure describes: the input's, or an impossible one")};
 }
 
 reel::NodeType with_fault_params(reel::NodeType type) {
@@ -325,8 +362,7 @@ void register_nodes(reel::Registry& registry) {
   registry.add(with_fault_params({
       .name = "test.map",
       .description = "Passes frames on (copies times each), with fault injection",
-      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16),
-                 ParamSpec::integer("promise_offset", 0, "Added to the frame count promised at configure")},
+      .params = map_params(),
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
       .outputs = {{"out", reel::PortKind::video, "The same frames"}},
       .create = [] { return std::make_unique<Map>(); },
@@ -334,8 +370,7 @@ void register_nodes(reel::Registry& registry) {
   registry.add(with_fault_params({
       .name = "test.parallel_map",
       .description = "test.map that processes up to 4 frames at once",
-      .params = {ParamSpec::integer("copies", 1, "Copies emitted per input frame").range(0, 16),
-                 ParamSpec::integer("promise_offset", 0, "Added to the frame count promised at configure")},
+      .params = map_params(),
       .inputs = {{"in", reel::PortKind::video, "Frames"}},
       .outputs = {{"out", reel::PortKind::video, "The same frames, in order"}},
       .concurrency = 4,

@@ -8,6 +8,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace reel {
 
@@ -34,6 +35,10 @@ struct Failure {
 // Call inside a catch block: classifies the in-flight exception by type first, then by text
 // (TorchScript loses the type of an exception raised inside a module).
 Failure classify_exception(std::exception_ptr error);
+
+// `text` safe to print and to write as JSON: invalid UTF-8 bytes become U+FFFD, control characters
+// (escape sequences, bell; not newline and tab) are shown as \xNN. Never throws.
+std::string printable_text(std::string_view text);
 
 // sysexits.h-style exit code for a failure kind (docs/errors.md).
 int exit_code(ErrorKind kind) noexcept;
