@@ -74,6 +74,9 @@ Decoder::Decoder(const std::string& path, int out_width, int out_height)
   state_->frame = av_frame_alloc();
   if (!state_->codec || !state_->packet || !state_->frame) throw std::bad_alloc();
   avcodec_parameters_to_context(state_->codec, stream->codecpar);
+  // Threads as the ffmpeg tool chooses them ("auto": one per core, frame and slice threading as
+  // the codec supports); libavcodec's own default is one thread.
+  state_->codec->thread_count = 0;
   if (int rc = avcodec_open2(state_->codec, codec, nullptr); rc < 0)
     throw bad("its decoder failed to open (" + av_error(rc) + ")");
   if (state_->codec->width <= 0 || state_->codec->height <= 0) throw bad("its video has no size");

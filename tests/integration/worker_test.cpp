@@ -114,6 +114,7 @@ class WorkerProcess {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   void signal(int sig) { ::kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   const std::vector<std::string>& lines() const { return lines_; }
   std::string stderr_text() const {
     std::ifstream in(stderr_file_);
@@ -352,6 +353,90 @@ TEST(WorkerProtocol, AHostileErrorMessageDoesNotStopTheWorker) {
   worker.close_input();
   EXPECT_EQ(worker.wait(), 0);
   for (const auto& line : worker.lines()) EXPECT_EQ(line.find('\x1b'), std::string::npos);
+}
+
+// What /proc says about a process: resident memory, open descriptors, threads, children.
+struct ProcessState {
+  std::uint64_t rss_kib = 0;
+  std::size_t fds = 0, threads = 0, children = 0;
+};
+
+ProcessState state_of(pid_t pid) {
+  ProcessState s;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::stoull(line.substr(6));
+    if (line.rfind("Threads:", 0) == 0) s.threads = std::stoul(line.substr(8));
+  }
+  for ([[maybe_unused]] const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++s.fds;
+  std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (std::string child; children >> child;) ++s.children;
+  return s;
+}
+
+// Many small jobs through one worker, a third of them failing in every way a run can fail short
+// of a crash (out of memory, plugin exceptions, bad input, an invalid graph, a bad override, a
+// hostile message, a cancel): every job gets exactly one final event, and afterwards memory,
+// descriptors, threads and child processes are back where they were. REEL_SOAK_JOBS sets the
+// count (bench/worker-soak.sh runs 1,000 and prints the figures).
+TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
+  const char* env = std::getenv("REEL_SOAK_JOBS");
+  const int jobs = env ? std::atoi(env) : 150;
+  fs::path dir = test::temp_dir();
+  const std::vector<json> failing = {
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "c10_oom"}, {"model_mib", 32}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "runtime_error"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "finish"}, {"fail_with", "bad_input"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "hostile_message"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"emit", "float"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"copies", 99}}}}),  // invalid graph
+  };
+  auto job = [&](int k) {
+    json line = {{"id", k}};
+    if (k % 3 == 1) {
+      line["graph"] = failing[static_cast<std::size_t>(k / 3) % failing.size()];
+    } else {
+      line["graph"] = test::chain(6, {"test.map"}, {{"m0", {{"model_mib", 16}}}, {"sink", {{"path", (dir / ("o" + std::to_string(k) + ".txt")).string()}}}});
+      if (k % 9 == 5) line["set"] = {"m0.copies=lots"};  // a bad override: exit 64
+    }
+    return line;
+  };
+  WorkerProcess worker;
+  worker.next();
+  const int warm_up = 12;
+  for (int k = 0; k < warm_up; ++k) worker.send(job(k));
+  for (int k = 0; k < warm_up; ++k) ASSERT_FALSE(worker.until_event("finished", k).is_null());
+  ProcessState before = state_of(worker.pid());
+
+  std::map<int, int> finals;
+  std::map<std::string, int> statuses;
+  for (int k = warm_up; k < warm_up + jobs; ++k) {
+    worker.send(job(k));
+    if (k % 10 == 3) worker.send(json{{"cancel", k}});  // cancelled queued, running, or already done
+  }
+  for (int done = 0; done < jobs;) {
+    json e = worker.next();
+    ASSERT_FALSE(e.is_null()) << "the worker stopped answering after " << done << " jobs";
+    if (e["event"] != "finished") continue;
+    ++finals[e["job"].get<int>()];
+    ++statuses[e["status"].get<std::string>()];
+    ++done;
+  }
+  ProcessState after = state_of(worker.pid());
+  worker.close_input();
+  EXPECT_EQ(worker.wait(), 0);
+  for (int k = warm_up; k < warm_up + jobs; ++k) EXPECT_EQ(finals[k], 1) << "job " << k;
+  std::printf("soak: %d jobs: %d succeeded, %d failed, %d cancelled; RSS %llu -> %llu KiB, fds %zu -> %zu, "
+              "threads %zu -> %zu, children %zu -> %zu\n",
+              jobs, statuses["succeeded"], statuses["failed"], statuses["cancelled"],
+              static_cast<unsigned long long>(before.rss_kib), static_cast<unsigned long long>(after.rss_kib),
+              before.fds, after.fds, before.threads, after.threads, before.children, after.children);
+  EXPECT_GT(statuses["failed"], jobs / 4);
+  EXPECT_GT(statuses["succeeded"], jobs / 3);
+  EXPECT_EQ(after.fds, before.fds);
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.children, 0u);
+  EXPECT_LT(after.rss_kib, before.rss_kib + 24 * 1024) << "memory is back near its baseline";
 }
 
 // A plugin printing on stdout cannot corrupt the event stream: its text goes to stderr.
