@@ -150,19 +150,22 @@ std::optional<Decoder::Picture> Decoder::next() {
       s.scaler_height != s.frame->height) {
     sws_freeContext(s.scaler);
     s.scaler = sws_getContext(s.frame->width, s.frame->height, static_cast<AVPixelFormat>(s.frame->format), scaled_w,
-                              scaled_h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr,
+                              scaled_h, AV_PIX_FMT_GBRP, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr,
                               nullptr, nullptr);
     if (!s.scaler) throw BadInputError(path_ + ": its pixel format " + info_.pix_fmt + " cannot be converted to RGB");
     s.scaler_format = s.frame->format, s.scaler_width = s.frame->width, s.scaler_height = s.frame->height;
   }
-  at::Tensor rgb = at::empty({scaled_h, scaled_w, 3}, at::kByte);
-  std::uint8_t* dst[1] = {rgb.data_ptr<std::uint8_t>()};
-  int dst_stride[1] = {scaled_w * 3};
+  // Planar RGB out (GBRP): libswscale writes the CHW tensor's planes directly, no reordering copy.
+  at::Tensor image = at::empty({3, scaled_h, scaled_w}, at::kByte);
+  std::uint8_t* r = image.data_ptr<std::uint8_t>();
+  const std::size_t plane = static_cast<std::size_t>(scaled_w) * scaled_h;
+  std::uint8_t* dst[3] = {r + plane, r + 2 * plane, r};  // green, blue, red
+  int dst_stride[3] = {scaled_w, scaled_w, scaled_w};
   sws_scale(s.scaler, s.frame->data, s.frame->linesize, 0, s.frame->height, dst, dst_stride);
-  at::Tensor image = rgb.permute({2, 0, 1});
-  if (info_.rotation != 0) image = at::rot90(image, -info_.rotation / 90, {1, 2});  // clockwise
+  // A rotated clip needs its pixels moved; that copy is the rotation itself.
+  if (info_.rotation != 0) image = at::rot90(image, -info_.rotation / 90, {1, 2}).contiguous();  // clockwise
   Picture picture;
-  picture.image = image.contiguous();
+  picture.image = image;
   AVStream* stream = s.format->streams[s.stream];
   const std::int64_t start = stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time;
   std::int64_t pts = s.frame->best_effort_timestamp;

@@ -201,7 +201,8 @@ class Encoder : public reel::Node {
   }
 
   void set_up_conversion() {
-    scaler_ = sws_getContext(width_, height_, AV_PIX_FMT_RGB24, width_, height_, pix_fmt_,
+    // Planar RGB in: libswscale reads the CHW tensor's planes as they are, no reordering copy.
+    scaler_ = sws_getContext(width_, height_, AV_PIX_FMT_GBRP, width_, height_, pix_fmt_,
                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr);
     frame_ = av_frame_alloc();
     packet_ = av_packet_alloc();
@@ -220,17 +221,19 @@ class Encoder : public reel::Node {
     // libswscale reads width x height x 3 bytes: checked here too, not only by the executor.
     if (std::string wrong = reel::frame_mismatch(frame.image, in_); !wrong.empty())
       throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + wrong);
-    at::Tensor rgb = frame.image.to(at::kCPU).permute({1, 2, 0});
+    at::Tensor chw = frame.image.to(at::kCPU).contiguous();  // no copy for the usual contiguous CPU frame
     if (width_ != in_.width || height_ != in_.height) {
-      // odd_size pad repeats the last row/column, crop drops it: index with clamped positions.
+      // odd_size pad repeats the last row/column, crop drops it: index with clamped positions
+      // (a copy, unavoidable: the frame changes size).
       auto rows = at::arange(height_, at::kLong).clamp_max(in_.height - 1);
       auto columns = at::arange(width_, at::kLong).clamp_max(in_.width - 1);
-      rgb = rgb.index_select(0, rows).index_select(1, columns);
+      chw = chw.index_select(1, rows).index_select(2, columns).contiguous();
     }
-    rgb = rgb.contiguous();
     check(av_frame_make_writable(frame_), "reuse a frame");
-    const std::uint8_t* src[1] = {rgb.data_ptr<std::uint8_t>()};
-    int src_stride[1] = {width_ * 3};
+    const std::uint8_t* r = chw.data_ptr<std::uint8_t>();
+    const std::size_t plane = static_cast<std::size_t>(width_) * height_;
+    const std::uint8_t* src[3] = {r + plane, r + 2 * plane, r};  // GBRP: green, blue, red planes
+    int src_stride[3] = {width_, width_, width_};
     sws_scale(scaler_, src, src_stride, 0, height_, frame_->data, frame_->linesize);
     frame_->pts = frame.index;
     encode(frame_);

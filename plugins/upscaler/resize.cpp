@@ -52,8 +52,7 @@ class Resize : public reel::Node {
     // checked the producer's frames already; this node does not rely on it).
     if (std::string wrong = reel::frame_mismatch(frame.image, in_); !wrong.empty())
       throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + wrong);
-    at::Tensor src = frame.image.to(at::kCPU).permute({1, 2, 0}).contiguous();  // HWC, packed RGB
-    out.emit(scaler_->resize(src, out_.width, out_.height).permute({2, 0, 1}).contiguous());
+    out.emit(scaler_->resize_planar(frame.image.to(at::kCPU), out_.width, out_.height));
   }
 
   void unload() override {

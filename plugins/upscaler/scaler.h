@@ -17,6 +17,9 @@ class Scaler {
   // `image` is H x W x C uint8 on the CPU, C = 3 (RGB) or 1 (grey); returns height x width x C.
   // The context is kept while the sizes stay the same.
   at::Tensor resize(const at::Tensor& image, int width, int height);
+  // `image` is C x H x W uint8 on the CPU, C = 3 (RGB) or 1; returns C x height x width. The
+  // planes go to libswscale as they are (planar GBRP), so no channel reordering copy is made.
+  at::Tensor resize_planar(const at::Tensor& image, int width, int height);
   void release() noexcept;
 
  private:
