@@ -45,16 +45,20 @@ class Pattern : public reel::Node {
                        .expand({stream_.height, stream_.width});
     at::Tensor g = wave(kTwoPi * (y * (1 + 2 * look_[3]) - t * (0.1 + 0.3 * look_[4])) + kTwoPi * look_[5])
                        .expand({stream_.height, stream_.width});
-    at::Tensor b = wave(kTwoPi * ((x + y) * (0.5 + look_[6]) + t * (0.2 + 0.2 * look_[7])));
+    // The diagonal wave sin(k(x + y) + c), written as sin(kx)cos(ky + c) + cos(kx)sin(ky + c): two
+    // outer products of a row and a column instead of a sine at every pixel.
+    const double k = kTwoPi * (0.5 + look_[6]), c = kTwoPi * t * (0.2 + 0.2 * look_[7]);
+    at::Tensor b = 0.5 + 0.5 * (at::sin(k * x) * at::cos(k * y + c) + at::cos(k * x) * at::sin(k * y + c));
     at::Tensor image = at::stack({r, g, b});
-    // ...and a bright disc on a Lissajous path, so motion is obvious.
+    // ...and a bright disc on a Lissajous path, so motion is obvious. A Gaussian is separable:
+    // exp(-(dx^2 + dy^2)/s) = exp(-dx^2/s) exp(-dy^2/s).
     double cx = 0.5 + 0.32 * std::cos(kTwoPi * t * (0.2 + 0.3 * look_[8]) + kTwoPi * look_[9]);
     double cy = 0.5 + 0.32 * std::sin(kTwoPi * t * (0.3 + 0.3 * look_[10]) + kTwoPi * look_[11]);
     double aspect = static_cast<double>(stream_.width) / stream_.height;
-    at::Tensor d2 = at::pow((x - cx) * aspect, 2) + at::pow(y - cy, 2);
-    at::Tensor disc = at::exp(-d2 / (2 * 0.08 * 0.08));
-    image = image * (1 - disc) + disc;
-    out.emit((image * 255).round_().clamp_(0, 255).to(at::kByte));
+    const double spread = 2 * 0.08 * 0.08;
+    at::Tensor disc = at::exp(-at::pow((x - cx) * aspect, 2) / spread) * at::exp(-at::pow(y - cy, 2) / spread);
+    image.mul_(1 - disc).add_(disc);  // towards white inside the disc
+    out.emit(image.mul_(255).round_().clamp_(0, 255).to(at::kByte));
     return ++next_ < *stream_.frame_count;
   }
 
