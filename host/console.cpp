@@ -76,6 +76,9 @@ void install_signal_handlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // A reader that goes away (`reel run ... 2>&1 | head`) must not kill a run half-way, leaving
+  // temporary outputs behind: writes to it fail instead, and the run finishes and cleans up.
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 const std::atomic<bool>& cancel_flag() { return g_cancel; }

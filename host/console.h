@@ -18,6 +18,7 @@ struct LogOptions {
 void setup_logging(const LogOptions& options);
 
 // First SIGINT/SIGTERM: set the flag (the run is cancelled and cleaned up). Second: exit at once.
+// SIGPIPE is ignored: a closed stdout or stderr fails writes instead of killing the process.
 void install_signal_handlers();
 const std::atomic<bool>& cancel_flag();
 

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -443,9 +442,8 @@ class Worker {
 }  // namespace
 
 std::FILE* take_stdout_for_events() {
-  // A client that closes its end must not kill the worker mid-job (partial files left behind):
-  // writes then fail, and the worker cancels and cleans up.
-  std::signal(SIGPIPE, SIG_IGN);
+  // SIGPIPE is ignored (install_signal_handlers): a client that closes its end makes writes fail,
+  // and the worker cancels and cleans up.
   std::fflush(stdout);
   int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
   std::FILE* events = fd >= 0 ? ::fdopen(fd, "w") : nullptr;

@@ -484,6 +484,32 @@ TEST(Cli, ProgressLineOnATerminal) {
   EXPECT_TRUE(contains(final_line, "\n")) << "the outcome starts on its own line: " << final_line;
 }
 
+// `reel run ... 2>&1 | head -1`: the reader of stderr goes away early. The run must still finish,
+// commit its output and leave no temporary file (SIGPIPE would kill it half-way).
+TEST(Cli, AReaderThatGoesAwayDoesNotKillTheRun) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(
+      test::chain(30, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}, {"delay_us", 5000}}}}));
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ::close(pipe_fds[0]);  // nobody reads
+  std::string command = std::string(REEL_EXECUTABLE) + " --plugin-path " + REEL_TEST_PLUGIN_DIR + " run " + graph.string();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], 1);
+    ::dup2(pipe_fds[1], 2);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 30u);
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_TRUE(entry.path() == dir / "out.txt") << "left behind: " << entry.path();
+}
+
 TEST(Cli, WorkerRunsJobsFromStdinAndStaysAlive) {
   fs::path dir = test::temp_dir();
   fs::path bad = write_graph(
