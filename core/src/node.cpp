@@ -44,6 +44,11 @@ const char* dtype_name(at::ScalarType type) {
 
 std::string frame_mismatch(const at::Tensor& image, const StreamDesc& stream) {
   if (!image.defined()) return "an undefined tensor (no image)";
+  // The common case first, with no text built: this runs for every frame of every node.
+  const bool readable = (image.device().is_cpu() || image.device().is_cuda()) && image.has_storage();
+  if (readable && image.scalar_type() == at::kByte && image.dim() == 3 && image.size(0) == stream.channels &&
+      image.size(1) == stream.height && image.size(2) == stream.width)
+    return {};
   const std::string expected = "a uint8 tensor of shape [" + std::to_string(stream.channels) + ", " +
                                std::to_string(stream.height) + ", " + std::to_string(stream.width) + "]";
   std::string shape;
@@ -52,10 +57,7 @@ std::string frame_mismatch(const at::Tensor& image, const StreamDesc& stream) {
                           "] on " + image.device().str();
   if (!image.device().is_cpu() && !image.device().is_cuda()) return got + ", not in CPU or CUDA memory";
   if (!image.has_storage()) return got + " without storage";
-  if (image.scalar_type() != at::kByte || image.dim() != 3 || image.size(0) != stream.channels ||
-      image.size(1) != stream.height || image.size(2) != stream.width)
-    return got + " where the stream (" + stream.str() + ") needs " + expected;
-  return {};
+  return got + " where the stream (" + stream.str() + ") needs " + expected;
 }
 
 const char* to_string(PortKind kind) noexcept { return kind == PortKind::image ? "image" : "video"; }
