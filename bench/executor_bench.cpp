@@ -9,7 +9,9 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -120,12 +122,18 @@ double run_seconds(const reel::GraphSpec& graph, const reel::RunOptions& options
   return seconds;
 }
 
+// --threads=N on the command line: the executor's worker threads in every benchmark (0: one per
+// core, the default of `reel run`). Unset, each benchmark uses its own choice.
+int g_threads = -1;
+
 // Per frame per node: a chain of `stages` no-op nodes moving `frames` frames.
 void BM_ExecutorOverhead(benchmark::State& state) {
   const std::int64_t frames = 20000;
   const auto stages = static_cast<std::size_t>(state.range(0));
   reel::GraphSpec graph = chain(frames, std::vector<std::int64_t>(stages, 0), false);
   reel::RunOptions options;
+  if (g_threads >= 0) options.threads = g_threads;
+  state.counters["threads"] = options.threads;
   double total = 0;
   for (auto _ : state) {
     double seconds = run_seconds(graph, options);
@@ -141,8 +149,7 @@ BENCHMARK(BM_ExecutorOverhead)
     ->Arg(8)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
-    ->Repetitions(5)
-    ->ReportAggregatesOnly(true);
+    ->Repetitions(5);
 
 // 4 stages of 1, 2, 3 and 4 ms per frame, 100 frames. Ideal streaming: 100 x 4 ms + (1+2+3) ms.
 const std::vector<std::int64_t> kLatenciesUs = {1000, 2000, 3000, 4000};
@@ -152,7 +159,8 @@ void BM_Pipeline(benchmark::State& state) {
   bool batch = state.range(0) != 0;
   reel::GraphSpec graph = chain(kPipelineFrames, kLatenciesUs, batch);
   reel::RunOptions options;
-  options.threads = 6;  // sleeping stages hold a thread each, like nodes waiting on a GPU
+  options.threads = g_threads >= 0 ? g_threads : 6;  // sleeping stages hold a thread each, like nodes waiting on a GPU
+  state.counters["threads"] = options.threads;
   double total = 0;
   for (auto _ : state) {
     double seconds = run_seconds(graph, options);
@@ -170,9 +178,26 @@ BENCHMARK(BM_Pipeline)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Repetitions(5)
-    ->ReportAggregatesOnly(true)
     ->Iterations(1);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// Google Benchmark's main, with --threads=N taken out first. Every repetition is printed, then
+// the aggregates (--benchmark_report_aggregates_only=true prints only those).
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--threads=", 0) == 0) {
+      g_threads = std::stoi(arg.substr(10));
+      continue;
+    }
+    rest.push_back(argv[i]);
+  }
+  int count = static_cast<int>(rest.size());
+  benchmark::Initialize(&count, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(count, rest.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
