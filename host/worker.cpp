@@ -61,7 +61,6 @@ struct Job {
   bool overwrite = false;
   std::string report;
   std::atomic<bool> cancel{false};
-  std::chrono::steady_clock::time_point queued_at = std::chrono::steady_clock::now();
 };
 
 // The "id" of a line that is not valid JSON (cut short, a stray comma), when it can still be read,
@@ -226,9 +225,7 @@ class Worker {
         queue_.pop_front();
         running_ = job;
       }
-      run_job(*job);
-      std::lock_guard lock(mutex_);
-      running_.reset();
+      run_job(*job);  // clears running_ before the job's final event
     }
     // Stopped by a signal: every job still queued is answered.
     std::deque<std::shared_ptr<Job>> left;
@@ -313,7 +310,7 @@ class Worker {
         std::lock_guard lock(mutex_);
         if (done_) return;
       }
-      if (cancel_flag().load() || events_.closed()) stop_for_signal();
+      if (cancel_flag().load() || events_.closed()) stop();
       if (eof) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         continue;
@@ -343,7 +340,8 @@ class Worker {
     }
   }
 
-  void stop_for_signal() {
+  // A signal, or a client that stopped reading: cancel the running job, take no more.
+  void stop() {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
@@ -382,7 +380,7 @@ class Worker {
     std::lock_guard lock(mutex_);
     if (stopping_) return reject(job->id, "", "the worker is stopping; the job was not queued");
     if (job->id.is_null()) job->id = "job-" + std::to_string(++unnamed_);
-    if (find_locked(job->id)) return reject(job->id, "id", "a job with id " + job->id.dump() + " is already queued or running");
+    if (in_use_locked(job->id)) return reject(job->id, "id", "a job with id " + job->id.dump() + " is already queued or running");
     queue_.push_back(job);
     events_.emit({{"event", "queued"}, {"job", job->id}, {"ahead", queue_.size() - 1 + (running_ ? 1 : 0)}});
     wake_.notify_all();
@@ -420,11 +418,11 @@ class Worker {
     events_.emit({{"event", "queue"}, {"running", running_ ? running_->id : json(nullptr)}, {"queued", queued}});
   }
 
-  const Job* find_locked(const json& id) const {
-    if (running_ && running_->id == id) return running_.get();
+  bool in_use_locked(const json& id) const {
+    if (running_ && running_->id == id) return true;
     for (const auto& job : queue_)
-      if (job->id == id) return job.get();
-    return nullptr;
+      if (job->id == id) return true;
+    return false;
   }
 
   const PluginCatalog& catalog_;

@@ -175,7 +175,6 @@ std::optional<Decoder::Picture> Decoder::next() {
 #else
   picture.duration = std::max<std::int64_t>(0, s.frame->pkt_duration);
 #endif
-  picture.seconds = static_cast<double>(picture.pts) * av_q2d(stream->time_base);
   av_frame_unref(s.frame);
   ++decoded_;
   return picture;

@@ -40,7 +40,6 @@ class Decoder {
     at::Tensor image;
     std::int64_t pts = 0;       // in time_base units from the stream's start (counted when missing)
     std::int64_t duration = 0;  // in time_base units; 0 when the container does not say
-    double seconds = 0;
   };
   std::optional<Picture> next();
   // `count` periods of `rate` (count / rate seconds) in time_base units, rounded to the nearest:

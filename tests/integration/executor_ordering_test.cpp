@@ -63,12 +63,15 @@ TEST(ExecutorOrdering, EmptyStreamFinishesTheNodesButTheSinkRefusesToWriteNothin
   fs::path dir = test::temp_dir();
   fs::path journal = dir / "journal.txt";
   RunResult r = test::run(test::chain(
-      0, {"test.map"}, {{"m0", {{"journal", journal.string()}}}, {"sink", {{"path", (dir / "out.txt").string()}}}}));
+      0, {"test.map"},
+      {{"m0", {{"journal", journal.string()}}},
+       {"sink", {{"path", (dir / "out.txt").string()}, {"journal", journal.string()}}}}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.failure->kind, ErrorKind::bad_input);
   EXPECT_EQ(r.failure->node_id, "sink");
   EXPECT_NE(r.failure->reason.find("no frames reached it"), std::string::npos) << r.failure->reason;
   EXPECT_NE(test::find_line(test::read_lines(journal), "m0 finish"), -1);
+  EXPECT_EQ(test::find_line(test::read_lines(journal), "sink load"), -1) << "the sink is failed before it loads";
   EXPECT_FALSE(fs::exists(dir / "out.txt"));
 }
 

@@ -429,6 +429,36 @@ TEST(EncoderAudio, AudioThatCannotBeKeptIsReportedNotSilentlyLost) {
       << log;
 }
 
+// The nodes that hand frame memory to libswscale check the frame themselves, whoever calls them:
+// defence in depth behind the executor's own check at the hand-over.
+TEST(BuiltInNodes, ResizeAndEncoderRefuseAMisshapenFrameBeforeLibswscale) {
+  fs::path dir = test::temp_dir();
+  StreamDesc in;
+  in.width = 8, in.height = 8, in.fps = {24, 1}, in.frame_count = 1;
+  const std::vector<std::pair<std::string, json>> nodes = {
+      {"upscaler.resize", {{"scale", 2}}}, {"encoder.ffmpeg", {{"path", (dir / "x.mkv").string()}, {"codec", "ffv1"}}}};
+  for (const auto& [type, values] : nodes) {
+    const RegisteredType* entry = test::catalog().find(type);
+    ASSERT_NE(entry, nullptr);
+    Params params = validate_params(entry->type, values);
+    std::vector<StreamDesc> inputs = {in};
+    auto node = entry->type.create();
+    node->configure(NodeConfig{"n", params, inputs, false});
+    node->load();
+    Emitter out;
+    Frame one_channel{at::zeros({1, 8, 8}, at::kByte), 0, {}};
+    try {
+      node->process(one_channel, 0, out);
+      ADD_FAILURE() << type << " took a 1-channel frame";
+    } catch (const BadInputError& e) {
+      EXPECT_NE(std::string(e.what()).find("shape [1, 8, 8]"), std::string::npos) << e.what();
+    }
+    node->discard_outputs();
+    node->unload();
+  }
+  EXPECT_TRUE(folder_is_empty(dir));
+}
+
 TEST(SourceVideo, RangeResizeRotationTenBitAndFpsResampling) {
   fs::path dir = test::temp_dir("src");
   fs::path clip = test::make_video(dir, "clip.mp4", 160, 96, 48, "24");

@@ -116,6 +116,18 @@ class Scheduler {
     // all ended (the default produces nothing), then finish().
     const bool source = n.inputs.empty();
     const bool inputs_ended = source || inputs_drained(n);
+    // A sink that got nothing would write an empty file and call it a success. Failed before it
+    // loads, so it does not even open the file it will not write.
+    if (inputs_ended && !source && n.outputs.empty() && n.frames_in.load() == 0) {
+      n.finish_started = true;
+      lock.unlock();
+      Emitter unused;
+      call(n, Phase::finish, std::nullopt, unused, [] {
+        throw BadInputError("no frames reached it: its input stream was empty",
+                            "Check the source's start and count, or the input file; nothing was written.");
+      });
+      return false;
+    }
     if (inputs_ended && n.source_ended) {
       if (n.in_flight > 0) return false;  // the last results are still being computed
       n.finish_started = true;
@@ -174,15 +186,7 @@ class Scheduler {
   void finish(NodeRun& n) {
     if (!ensure_loaded(n)) return;
     Emitter out = emitter(n);
-    // A sink that got nothing would write an empty file and call it a success.
-    const bool empty_sink = n.outputs.empty() && !n.inputs.empty() && n.frames_in.load() == 0;
-    if (!call(n, Phase::finish, std::nullopt, out, [&] {
-          if (empty_sink)
-            throw BadInputError("no frames reached it: its input stream was empty",
-                                "Check the source's start and count, or the input file; nothing was written.");
-          n.node->finish(out);
-        }))
-      return;
+    if (!call(n, Phase::finish, std::nullopt, out, [&] { n.node->finish(out); })) return;
     {
       std::unique_lock lock(n.mutex);
       std::uint64_t ticket = n.next_ticket++;
