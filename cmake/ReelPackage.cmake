@@ -2,7 +2,7 @@
 # install (<prefix>/lib/cmake/reel). Both provide reel::core and reel_add_plugin().
 include(CMakePackageConfigHelpers)
 
-install(TARGETS reel_core EXPORT reelTargets LIBRARY DESTINATION lib)
+install(TARGETS reel_base reel_core EXPORT reelTargets LIBRARY DESTINATION lib)
 install(DIRECTORY core/include/reel DESTINATION include)
 install(EXPORT reelTargets NAMESPACE reel:: DESTINATION lib/cmake/reel)
 install(FILES cmake/ReelPlugin.cmake DESTINATION lib/cmake/reel)

@@ -1,10 +1,22 @@
 // reel: run AI video pipelines described as JSON graphs.
+//
+// Built twice: as `reel` (libreel-base only: answers the commands that read descriptions, and
+// executes reel-engine for the others) and, with REEL_ENGINE, as `reel-engine` (libreel and
+// libtorch: every command). One command line, so both parse and check arguments alike.
 #include "commands.h"
 #include "console.h"
 
-#include <reel/weights.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+
+#ifdef REEL_ENGINE
+#include <reel/weights.h>
+#else
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -30,6 +42,19 @@ std::uint64_t parse_size(const std::string& text) {
   if (scale < 0 || value < 0) throw std::invalid_argument("not a size");
   return static_cast<std::uint64_t>(value * scale);
 }
+
+#ifndef REEL_ENGINE
+// Replaces this process with reel-engine, found beside this executable, with the same arguments
+// (the process id, streams and signals stay the same). Returns only when that fails.
+int exec_engine(char** argv) {
+  std::error_code ec;
+  const std::filesystem::path engine = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "reel-engine";
+  if (!ec) ::execv(engine.c_str(), argv);
+  std::fprintf(stderr, "reel: cannot start %s: %s\nThe installation is incomplete: reel-engine belongs beside reel.\n",
+               engine.c_str(), ec ? ec.message().c_str() : std::strerror(errno));
+  return 70;  // EX_SOFTWARE
+}
+#endif
 
 }  // namespace
 
@@ -166,6 +191,10 @@ int main(int argc, char** argv) {
     return 64;
   }
 
+#ifndef REEL_ENGINE
+  if (*run_cmd || *plan_cmd || *worker_cmd || *models_cmd) return exec_engine(argv);
+#endif
+
   try {
     host::setup_logging(log);
   } catch (const std::exception& e) {
@@ -173,28 +202,35 @@ int main(int argc, char** argv) {
     return exit_code(ErrorKind::io);
   }
   host::install_signal_handlers();
-  // Before any plugin loads, so nothing a plugin prints can reach the event stream.
-  std::FILE* events = *worker_cmd ? host::take_stdout_for_events() : nullptr;
 
-  weights::set_model_dirs({models_dirs.begin(), models_dirs.end()});
-  PluginCatalog catalog;
+  std::vector<std::filesystem::path> search;
   for (const auto& dir : plugin_dirs) {
     if (!std::filesystem::is_directory(dir)) spdlog::warn("--plugin-path {} is not a folder; ignored", dir);
-    catalog.load_directory(dir);
+    search.emplace_back(dir);
   }
-  for (const auto& dir : default_plugin_path()) catalog.load_directory(dir);
+  for (const auto& dir : default_plugin_path()) search.push_back(dir);
 
+#ifdef REEL_ENGINE
+  // Before any plugin loads, so nothing a plugin prints can reach the event stream.
+  std::FILE* events = *worker_cmd ? host::take_stdout_for_events() : nullptr;
+  weights::set_model_dirs({models_dirs.begin(), models_dirs.end()});
+#endif
+  PluginCatalog catalog;
+  catalog.discover(search, default_plugin_cache());
+
+  if (*validate_cmd) return host::command_validate(catalog, graphs, sets);
+  if (*plugins_cmd) return host::command_plugins(catalog, json);
+  if (*schema_cmd) return host::command_schema(catalog, schema_type);
+  if (*describe_cmd) return host::command_describe(catalog, type_name, json);
+#ifdef REEL_ENGINE
   if (*run_cmd) {
     run.options = options;
     return host::command_run(catalog, run);
   }
-  if (*validate_cmd) return host::command_validate(catalog, graphs, sets);
   if (*plan_cmd) return host::command_plan(catalog, plan_graph_file, sets, options, json);
-  if (*plugins_cmd) return host::command_plugins(catalog, json);
-  if (*schema_cmd) return host::command_schema(catalog, schema_type);
-  if (*describe_cmd) return host::command_describe(catalog, type_name, json);
   if (*worker_cmd) return host::command_worker(catalog, options, events);
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
+#endif
   return 64;
 }

@@ -105,7 +105,8 @@ int print_failure(const std::string& what, std::exception_ptr error) {
 
 }  // namespace
 
-int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, bool json) {
+int command_models(PluginCatalog& catalog, std::vector<std::string> dirs, bool json) {
+  catalog.load_all();  // every model type is asked about every checkpoint
   if (dirs.empty())
     for (const auto& dir : weights::model_dirs()) dirs.push_back(dir.string());
   if (dirs.empty()) {
@@ -174,8 +175,9 @@ int command_models(const PluginCatalog& catalog, std::vector<std::string> dirs, 
   return code;
 }
 
-int command_models_convert(const PluginCatalog& catalog, const std::string& in, const std::string& out,
+int command_models_convert(PluginCatalog& catalog, const std::string& in, const std::string& out,
                            bool overwrite) {
+  catalog.load_all();
   try {
     weights::Checkpoint checkpoint = weights::open_checkpoint(in);
     std::vector<std::pair<std::string, at::Tensor>> tensors;

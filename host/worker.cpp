@@ -187,7 +187,7 @@ class EventObserver : public RunObserver {
 
 class Worker {
  public:
-  Worker(const PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events)
+  Worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events)
       : catalog_(catalog), defaults_(defaults), events_(events) {}
 
   int run() {
@@ -425,7 +425,7 @@ class Worker {
     return false;
   }
 
-  const PluginCatalog& catalog_;
+  PluginCatalog& catalog_;
   const RunOptions& defaults_;
   EventStream events_;
 
@@ -450,7 +450,7 @@ std::FILE* take_stdout_for_events() {
   return events;
 }
 
-int command_worker(const PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events) {
+int command_worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events) {
   Worker worker(catalog, defaults, events);
   return worker.run();
 }

@@ -1,9 +1,31 @@
 #include <reel/compute.h>
 #include <reel/error.h>
+#include <reel/runtime/failure.h>
 
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 
 namespace reel {
+
+namespace {
+
+// libtorch's exceptions for the classifier in libreel-base, which does not link libtorch: the
+// message without the C++ backtrace what() appends, and the out-of-memory type.
+bool translate_torch_exception(const std::exception& error, TranslatedException& out) noexcept {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&error);
+  if (torch_error == nullptr) return false;
+  try {
+    out.text = torch_error->what_without_backtrace();
+  } catch (...) {
+    return false;
+  }
+  out.out_of_memory = dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr;
+  return true;
+}
+
+[[maybe_unused]] const bool torch_exceptions_registered = (add_exception_translator(&translate_torch_exception), true);
+
+}  // namespace
 
 std::string resolve_device(const std::string& wanted) {
   const bool cuda = torch::cuda::is_available();

@@ -3,7 +3,6 @@
 #include <reel/runtime/failure.h>
 #include <reel/runtime/graph.h>
 
-#include <c10/util/Exception.h>
 #include <cxxabi.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <system_error>
+#include <vector>
 
 namespace reel {
 
@@ -110,6 +110,18 @@ bool io_errno(int code) {
          code == ENOENT || code == EISDIR || code == ENOTDIR;
 }
 
+// Registered while libraries load (static initialisers, one thread), read afterwards.
+std::vector<ExceptionTranslator>& translators() {
+  static auto* list = new std::vector<ExceptionTranslator>();  // never destroyed: used until exit
+  return *list;
+}
+
+bool translate(const std::exception& e, TranslatedException& out) noexcept {
+  for (ExceptionTranslator t : translators())
+    if (t(e, out)) return true;
+  return false;
+}
+
 // what() may return null from a careless plugin; std::string of null is undefined behaviour.
 std::string message_of(const char* what) { return what ? std::string(what) : std::string("(no message)"); }
 
@@ -122,11 +134,6 @@ Failure classify(std::exception_ptr error) {
     f.file = e.file(), f.pointer = e.pointer(), f.node_id = e.node_id();
   } catch (const Error& e) {
     f.kind = e.kind(), f.reason = message_of(e.what()), f.hint = e.hint();
-  } catch (const c10::OutOfMemoryError& e) {
-    f.kind = ErrorKind::out_of_memory, f.reason = first_line(e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    f.reason = first_line(e.what_without_backtrace());
-    f.kind = kind_from_text(e.what_without_backtrace());
   } catch (const std::bad_alloc& e) {
     f.kind = ErrorKind::out_of_memory, f.reason = "host memory allocation failed (" + message_of(e.what()) + ")";
   } catch (const std::filesystem::filesystem_error& e) {
@@ -137,7 +144,11 @@ Failure classify(std::exception_ptr error) {
                  : ErrorKind::internal;
     f.reason = message_of(e.what());
   } catch (const std::exception& e) {
-    f.kind = kind_from_text(message_of(e.what())), f.reason = first_line(message_of(e.what()));
+    if (TranslatedException t; translate(e, t)) {
+      f.kind = t.out_of_memory ? ErrorKind::out_of_memory : kind_from_text(t.text), f.reason = first_line(t.text);
+    } else {
+      f.kind = kind_from_text(message_of(e.what())), f.reason = first_line(message_of(e.what()));
+    }
   } catch (...) {
     f.kind = ErrorKind::internal, f.reason = "an exception that is not a std::exception";
   }
@@ -202,6 +213,14 @@ std::string printable_text(std::string_view text) {
     i += length;
   }
   return out;
+}
+
+void add_exception_translator(ExceptionTranslator translator) noexcept {
+  try {
+    translators().push_back(translator);
+  } catch (...) {
+    // Out of memory while libraries load: the exceptions are then classified by their text.
+  }
 }
 
 Failure classify_exception(std::exception_ptr error) {
@@ -308,9 +327,10 @@ std::string Failure::user_message() const {
 }
 
 bool is_out_of_memory(const std::exception& error) noexcept {
-  if (dynamic_cast<const std::bad_alloc*>(&error) || dynamic_cast<const c10::OutOfMemoryError*>(&error)) return true;
+  if (dynamic_cast<const std::bad_alloc*>(&error)) return true;
   try {
-    return says_out_of_memory(lower(error.what()));
+    if (TranslatedException t; translate(error, t)) return t.out_of_memory || says_out_of_memory(lower(t.text));
+    return says_out_of_memory(lower(message_of(error.what())));
   } catch (...) {
     return false;
   }

@@ -1,6 +1,5 @@
 #include <reel/error.h>
 #include <reel/node.h>
-#include <reel/plugin.h>
 
 #include <c10/core/ScalarType.h>
 
@@ -8,7 +7,6 @@ namespace reel {
 
 // Key functions: the vtables and type_info of the SDK interfaces live here, in libreel, once.
 Node::~Node() = default;
-Registry::~Registry() = default;
 
 bool Node::produce(Emitter&) { return false; }
 
@@ -59,7 +57,5 @@ std::string frame_mismatch(const at::Tensor& image, const StreamDesc& stream) {
   if (!image.has_storage()) return got + " without storage";
   return got + " where the stream (" + stream.str() + ") needs " + expected;
 }
-
-const char* to_string(PortKind kind) noexcept { return kind == PortKind::image ? "image" : "video"; }
 
 }  // namespace reel

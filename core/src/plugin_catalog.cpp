@@ -7,14 +7,19 @@
 #include <torch/version.h>
 #include <boost/dll/shared_library.hpp>
 
-#include <algorithm>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <cstring>
 #include <sstream>
 
 namespace fs = std::filesystem;
 
 namespace reel {
+
+// Key function: Registry's vtable and type_info live here, in libreel-base, once.
+Registry::~Registry() = default;
+
+const char* to_string(PortKind kind) noexcept { return kind == PortKind::image ? "image" : "video"; }
 
 namespace {
 
@@ -23,6 +28,25 @@ namespace {
 std::vector<boost::dll::shared_library>& loaded_libraries() {
   static auto* libraries = new std::vector<boost::dll::shared_library>();
   return *libraries;
+}
+
+// Plugins link libreel, the SDK's computing half. reel-engine links it already; `reel` does not,
+// so before its first plugin it loads the libreel from beside this libreel-base. A plugin's
+// dependency on libreel then resolves to that one (by soname) wherever the plugin file lies and
+// whatever its own search path says, as it does in reel-engine.
+void load_libreel_once() {
+  static const bool done = [] {
+    Dl_info self{};
+    if (::dladdr(reinterpret_cast<void*>(&load_libreel_once), &self) == 0 || self.dli_fname == nullptr) return false;
+    const fs::path libreel = fs::path(self.dli_fname).parent_path() / REEL_CORE_SONAME;
+    if (::dlopen(libreel.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+      const char* why = ::dlerror();
+      spdlog::debug("could not load {}: {}", libreel.string(), why ? why : "?");
+      return false;
+    }
+    return true;
+  }();
+  (void)done;
 }
 
 const reel_plugin_handshake_v1 kHost{REEL_ABI_MAJOR,   REEL_ABI_MINOR,     REEL_VERSION_STRING,
@@ -61,6 +85,7 @@ Error plugin_error(const fs::path& file, const std::string& why, std::string hin
 }  // namespace
 
 void PluginCatalog::load_library(const fs::path& file) {
+  load_libreel_once();
   boost::dll::shared_library library;
   try {
     library.load(file, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
@@ -93,45 +118,50 @@ void PluginCatalog::load_library(const fs::path& file) {
   } catch (...) {
     throw plugin_error(file, "its registration threw an exception that is not a std::exception");
   }
-  for (const NodeType& type : collected.types) {
+  for (const NodeType& type : collected.types)
     if (type.name.empty() || !type.create)
       throw plugin_error(file, "it declares a node type without a name or factory");
+  const std::size_t count = collected.types.size();
+  admit(file, std::move(collected.types));
+  spdlog::debug("loaded plugin {} ({} node types)", file.string(), count);
+}
+
+void PluginCatalog::admit(const fs::path& file, std::vector<NodeType> types) {
+  for (const NodeType& type : types)
     if (auto it = types_.find(type.name); it != types_.end())
       throw plugin_error(file,
                          "node type '" + type.name + "' is already provided by " + it->second.plugin_file.string(),
                          "Remove one of the two libraries from the plugin path.");
-  }
-  for (std::size_t i = 0; i < collected.types.size(); ++i)
+  for (std::size_t i = 0; i < types.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
-      if (collected.types[i].name == collected.types[j].name)
-        throw plugin_error(file, "it declares node type '" + collected.types[i].name + "' twice");
-
-  for (NodeType& type : collected.types) {
+      if (types[i].name == types[j].name)
+        throw plugin_error(file, "it declares node type '" + types[i].name + "' twice");
+  for (NodeType& type : types) {
     std::string name = type.name;
     types_.emplace(name, RegisteredType{std::move(type), file});
   }
-  spdlog::debug("loaded plugin {} ({} node types)", file.string(), collected.types.size());
 }
 
-void PluginCatalog::load_directory(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return;
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path());
-  std::sort(files.begin(), files.end());
-  for (const fs::path& file : files) {
-    try {
-      load_library(file);
-    } catch (const Error& e) {
-      spdlog::warn("{}", e.what());
-      refused_.push_back({file, e.hint().empty() ? std::string(e.what()) : std::string(e.what()) + ". " + e.hint()});
-    } catch (const std::exception& e) {
-      spdlog::warn("cannot use plugin {}: {}", file.string(), e.what());
-      refused_.push_back({file, "cannot use plugin " + file.string() + ": " + e.what()});
-    }
+void PluginCatalog::refuse(const fs::path& file, const std::exception& why) {
+  const auto* error = dynamic_cast<const Error*>(&why);
+  std::string reason = error ? std::string(why.what())
+                             : "cannot use plugin " + file.string() + ": " + why.what();
+  spdlog::warn("{}", reason);
+  if (error && !error->hint().empty()) reason += ". " + error->hint();
+  refused_.push_back({file, reason});
+}
+
+bool PluginCatalog::try_load(const fs::path& file) {
+  try {
+    load_library(file);
+    return true;
+  } catch (const std::exception& e) {
+    refuse(file, e);
+    return false;
   }
 }
+
+void PluginCatalog::load_directory(const fs::path& dir) { discover({dir}); }
 
 void PluginCatalog::add_builtin(NodeType type, const std::string& origin) {
   if (auto it = types_.find(type.name); it != types_.end())

@@ -20,25 +20,6 @@ nlohmann::json memory_json(const MemorySnapshot& m) {
   return j;
 }
 
-nlohmann::json param_json(const ParamSpec& p) {
-  nlohmann::json j = {{"name", p.name},
-                      {"type", to_string(p.type)},
-                      {"description", p.description},
-                      {"required", p.required},
-                      {"default", p.default_value}};
-  if (p.min) j["min"] = *p.min;
-  if (p.max) j["max"] = *p.max;
-  if (!p.choices.empty()) j[p.type == ParamType::integer ? "words" : "choices"] = p.choices;
-  return j;
-}
-
-nlohmann::json ports_json(const std::vector<PortSpec>& ports) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& p : ports)
-    list.push_back({{"name", p.name}, {"kind", to_string(p.kind)}, {"optional", p.optional}, {"description", p.description}});
-  return list;
-}
-
 }  // namespace
 
 nlohmann::json failure_json(const Failure& f) {
@@ -118,20 +99,6 @@ nlohmann::json run_report(const RunResult& r) {
   };
   report["error"] = r.failure ? failure_json(*r.failure) : nlohmann::json(nullptr);
   return report;
-}
-
-nlohmann::json node_type_json(const RegisteredType& entry) {
-  const NodeType& t = entry.type;
-  nlohmann::json params = nlohmann::json::array();
-  for (const auto& p : t.params) params.push_back(param_json(p));
-  return {{"type", t.name},
-          {"description", t.description},
-          {"plugin", entry.plugin_file.string()},
-          {"inputs", ports_json(t.inputs)},
-          {"outputs", ports_json(t.outputs)},
-          {"params", params},
-          {"concurrency", t.concurrency},
-          {"example_params", t.example_params}};
 }
 
 }  // namespace reel

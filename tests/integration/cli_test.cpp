@@ -38,7 +38,9 @@ std::string slurp(const fs::path& file) {
   return s.str();
 }
 
-pid_t spawn(const std::vector<std::string>& args, const fs::path& dir, const fs::path& input = "/dev/null") {
+// `env`: NAME=value entries added to (or replacing those of) this process's environment.
+pid_t spawn(const std::vector<std::string>& args, const fs::path& dir, const fs::path& input = "/dev/null",
+            const std::vector<std::string>& env = {}) {
   std::vector<std::string> full = {REEL_EXECUTABLE, "--plugin-path", REEL_TEST_PLUGIN_DIR};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -49,8 +51,18 @@ pid_t spawn(const std::vector<std::string>& args, const fs::path& dir, const fs:
   posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, (dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, (dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> variables = env;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('=') + 1);
+    if (std::none_of(env.begin(), env.end(), [&](const std::string& v) { return v.rfind(name, 0) == 0; }))
+      variables.push_back(entry);
+  }
+  std::vector<char*> envp;
+  for (auto& v : variables) envp.push_back(v.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
   posix_spawn_file_actions_destroy(&actions);
   return pid;
 }
@@ -65,9 +77,10 @@ Outcome finish(pid_t pid, const fs::path& dir) {
   return o;
 }
 
-Outcome reel_cli(const std::vector<std::string>& args, const fs::path& input = "/dev/null") {
+Outcome reel_cli(const std::vector<std::string>& args, const fs::path& input = "/dev/null",
+                 const std::vector<std::string>& env = {}) {
   fs::path dir = test::temp_dir("cli");
-  return finish(spawn(args, dir, input), dir);
+  return finish(spawn(args, dir, input, env), dir);
 }
 
 fs::path write_graph(const json& document, const std::string& name = "graph.json") {
@@ -538,6 +551,123 @@ TEST(Cli, WorkerRunsJobsFromStdinAndStaysAlive) {
   EXPECT_EQ(finished[1]["job"], 2);
   EXPECT_EQ(finished[1]["status"], "succeeded");
   EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 6u);
+}
+
+// --- The plugin cache -------------------------------------------------------------------------
+
+// The files the dynamic loader opened, from its own trace (LD_DEBUG=files, on stderr).
+std::vector<std::string> loaded_objects(const std::string& loader_trace) {
+  std::vector<std::string> files;
+  std::stringstream lines(loader_trace);
+  for (std::string line; std::getline(lines, line);)
+    if (auto at = line.find("file="); at != std::string::npos && contains(line, "generating link map"))
+      files.push_back(line.substr(at + 5, line.find_first_of(" \t[", at + 5) - at - 5));
+  return files;
+}
+
+bool any_contains(const std::vector<std::string>& files, const std::string& part) {
+  return std::any_of(files.begin(), files.end(), [&](const std::string& f) { return contains(f, part); });
+}
+
+TEST(PluginCache, WarmCacheAnswersWithoutLoadingLibtorchOrAnyPlugin) {
+  const std::string cache = "REEL_PLUGIN_CACHE=" + (test::temp_dir("cache") / "plugins.json").string();
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  fs::path wrong = write_graph(test::chain(4, {"test.map"}, {{"m0", {{"no_such_param", 1}}}}), "wrong.json");
+
+  Outcome cold = reel_cli({"plugins", "--json"}, "/dev/null", {cache, "LD_DEBUG=files"});
+  ASSERT_EQ(cold.exit_code, 0) << cold.err;
+  EXPECT_TRUE(any_contains(loaded_objects(cold.err), "libtorch")) << "a cold cache is built by loading the plugins";
+
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"plugins", "--json"}, {"validate", graph.string()}, {"describe", "test.map"},
+        {"schema"}, {"--version"}}) {
+    Outcome warm = reel_cli(command, "/dev/null", {cache, "LD_DEBUG=files"});
+    EXPECT_EQ(warm.exit_code, 0) << command[0] << ": " << warm.err;
+    const auto loaded = loaded_objects(warm.err);
+    EXPECT_FALSE(loaded.empty()) << "no loader trace: the test would prove nothing";
+    EXPECT_FALSE(any_contains(loaded, "libtorch")) << command[0];
+    EXPECT_FALSE(any_contains(loaded, "/plugins/")) << command[0] << " loaded a plugin";
+    EXPECT_FALSE(any_contains(loaded, "libreel.so")) << command[0];
+  }
+  // The same answers as from the loaded libraries.
+  EXPECT_EQ(reel_cli({"plugins", "--json"}, "/dev/null", {cache}).out, cold.out);
+  Outcome invalid = reel_cli({"validate", wrong.string()}, "/dev/null", {cache});
+  EXPECT_EQ(invalid.exit_code, 65);
+  EXPECT_TRUE(contains(invalid.err, "no_such_param")) << invalid.err;
+}
+
+TEST(PluginCache, RebuiltWhenALibraryChangesAndRunLoadsOnlyThePluginsItUses) {
+  const fs::path cache_file = test::temp_dir("cache") / "plugins.json";
+  const std::string cache = "REEL_PLUGIN_CACHE=" + cache_file.string();
+  const fs::path folder = test::temp_dir("versioned");
+  const fs::path library = folder / "libreel_test_versioned.so";
+  auto install = [&](int version) {
+    const auto before = fs::exists(library) ? fs::last_write_time(library) : fs::file_time_type::min();
+    fs::copy_file(fs::path(REEL_VERSIONED_PLUGIN_DIR) / std::to_string(version) / "libreel_test_versioned.so", library,
+                  fs::copy_options::overwrite_existing);
+    // A new version has a new modification time however fast the test runs.
+    if (fs::last_write_time(library) <= before) fs::last_write_time(library, before + std::chrono::seconds(1));
+  };
+  auto types = [&]() {
+    Outcome o = reel_cli({"--plugin-path", folder.string(), "plugins", "--json"}, "/dev/null", {cache});
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    const json listed = json::parse(o.out);
+    EXPECT_TRUE(listed["refused"].empty()) << o.out;
+    std::vector<std::string> names;
+    for (const auto& t : listed["node_types"]) names.push_back(t["type"]);
+    return names;
+  };
+  auto has = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+
+  install(1);
+  EXPECT_TRUE(has(types(), "versioned.v1"));
+  EXPECT_TRUE(has(types(), "versioned.v1")) << "the same answer from the cache";
+  EXPECT_TRUE(contains(slurp(cache_file), "versioned.v1"));
+
+  install(2);
+  auto after = types();
+  EXPECT_TRUE(has(after, "versioned.v2"));
+  EXPECT_FALSE(has(after, "versioned.v1")) << "a stale cache entry was used";
+
+  // A graph of testkit nodes: `reel run` loads that plugin and no other.
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  Outcome run = reel_cli({"--plugin-path", folder.string(), "run", graph.string(), "--no-progress"}, "/dev/null",
+                         {cache, "LD_DEBUG=files"});
+  ASSERT_EQ(run.exit_code, 0) << run.err.substr(run.err.size() > 4000 ? run.err.size() - 4000 : 0);
+  const auto loaded = loaded_objects(run.err);
+  EXPECT_TRUE(any_contains(loaded, "libreel_testkit.so"));
+  for (const char* unused : {"libreel_test_versioned.so", "libreel_ffmpeg.so", "libreel_generator.so",
+                             "libreel_upscaler.so", "libreel_cogvideox_generator.so"})
+    EXPECT_FALSE(any_contains(loaded, unused)) << unused << " was loaded for a graph that does not use it";
+  EXPECT_EQ(test::read_lines(dir / "out.txt").size(), 4u);
+
+  // The cache says the library declares versioned.v2, but the file now cannot be loaded (same
+  // size and time, so the cache cannot tell): the run fails naming it, as a plugin error.
+  const auto size = fs::file_size(library);
+  const auto time = fs::last_write_time(library);
+  test::write_file(library, std::string(size, 'x'));
+  fs::last_write_time(library, time);
+  fs::path uses = write_graph(test::graph_json({{{"id", "src"}, {"type", "test.source"}, {"params", {{"frames", 2}}}},
+                                               {{"id", "v"}, {"type", "versioned.v2"}, {"inputs", {{"in", "src.out"}}}}}),
+                              "uses.json");
+  Outcome broken = reel_cli({"--plugin-path", folder.string(), "run", uses.string(), "--no-progress"}, "/dev/null",
+                            {cache});
+  EXPECT_EQ(broken.exit_code, 78) << broken.err;
+  EXPECT_TRUE(contains(broken.err, "libreel_test_versioned.so")) << broken.err;
+}
+
+TEST(PluginCache, AnUnreadableCacheIsRebuilt) {
+  const fs::path cache_file = test::temp_dir("cache") / "plugins.json";
+  test::write_file(cache_file, "{ not json");
+  Outcome o = reel_cli({"plugins", "--json"}, "/dev/null", {"REEL_PLUGIN_CACHE=" + cache_file.string()});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_FALSE(json::parse(o.out)["node_types"].empty());
+  json rebuilt = json::parse(slurp(cache_file));
+  EXPECT_FALSE(rebuilt["libraries"].empty());
 }
 
 }  // namespace

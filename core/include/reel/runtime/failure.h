@@ -36,6 +36,17 @@ struct Failure {
 // (TorchScript loses the type of an exception raised inside a module).
 Failure classify_exception(std::exception_ptr error);
 
+// Exceptions of a library that libreel-base does not link (libtorch's c10::Error): the part that
+// links it registers a translator when it loads (a process without libtorch never meets them).
+// A translator returns false for an exception that is not its library's; otherwise it sets the
+// message without any backtrace and whether the type itself says out of memory. Must not throw.
+struct TranslatedException {
+  std::string text;
+  bool out_of_memory = false;
+};
+using ExceptionTranslator = bool (*)(const std::exception& error, TranslatedException& out) noexcept;
+void add_exception_translator(ExceptionTranslator translator) noexcept;
+
 // `text` safe to print and to write as JSON: invalid UTF-8 bytes become U+FFFD, control characters
 // (escape sequences, bell; not newline and tab) are shown as \xNN. Never throws.
 std::string printable_text(std::string_view text);

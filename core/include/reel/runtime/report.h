@@ -9,6 +9,5 @@ namespace reel {
 
 nlohmann::json run_report(const RunResult& result);
 nlohmann::json failure_json(const Failure& failure);
-nlohmann::json node_type_json(const RegisteredType& entry);  // for `plugins --json` and describe
 
 }  // namespace reel
