@@ -114,16 +114,18 @@ reel::GraphSpec chain(std::int64_t frames, const std::vector<std::int64_t>& late
   return reel::parse_graph_text(nlohmann::json({{"version", 1}, {"nodes", nodes}}).dump(), "bench.json");
 }
 
-double run_seconds(const reel::GraphSpec& graph, const reel::RunOptions& options) {
+// The run's wall time; the executor threads it used are counted in `state`.
+double run_seconds(const reel::GraphSpec& graph, const reel::RunOptions& options, benchmark::State& state) {
   auto start = std::chrono::steady_clock::now();
   reel::RunResult r = reel::run_graph(graph, catalog(), options);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!r.ok()) throw std::runtime_error(r.failure->user_message());
+  state.counters["threads"] = r.threads;
   return seconds;
 }
 
-// --threads=N on the command line: the executor's worker threads in every benchmark (0: one per
-// core, the default of `reel run`). Unset, each benchmark uses its own choice.
+// --threads=N on the command line: the executor's worker threads in every benchmark (0: the
+// default of `reel run`). Unset, each benchmark uses the default too.
 int g_threads = -1;
 
 // Per frame per node: a chain of `stages` no-op nodes moving `frames` frames.
@@ -133,10 +135,9 @@ void BM_ExecutorOverhead(benchmark::State& state) {
   reel::GraphSpec graph = chain(frames, std::vector<std::int64_t>(stages, 0), false);
   reel::RunOptions options;
   if (g_threads >= 0) options.threads = g_threads;
-  state.counters["threads"] = options.threads;
   double total = 0;
   for (auto _ : state) {
-    double seconds = run_seconds(graph, options);
+    double seconds = run_seconds(graph, options, state);
     state.SetIterationTime(seconds);
     total += seconds;
   }
@@ -159,11 +160,10 @@ void BM_Pipeline(benchmark::State& state) {
   bool batch = state.range(0) != 0;
   reel::GraphSpec graph = chain(kPipelineFrames, kLatenciesUs, batch);
   reel::RunOptions options;
-  options.threads = g_threads >= 0 ? g_threads : 6;  // sleeping stages hold a thread each, like nodes waiting on a GPU
-  state.counters["threads"] = options.threads;
+  if (g_threads >= 0) options.threads = g_threads;
   double total = 0;
   for (auto _ : state) {
-    double seconds = run_seconds(graph, options);
+    double seconds = run_seconds(graph, options, state);
     state.SetIterationTime(seconds);
     total += seconds;
   }

@@ -108,8 +108,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--edge-capacity", options.edge_capacity, "Frames that may wait on one edge")
         ->check(CLI::Range(1, 1024))
         ->capture_default_str();
-    cmd->add_option("--threads", options.threads, "Worker threads (0: one per core)")->check(CLI::Range(0, 1024));
-    cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / threads)")
+    cmd->add_option("--threads", options.threads, "Worker threads (0: as many as the graph's nodes can use at once)")->check(CLI::Range(0, 1024));
+    cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / min(threads, cores))")
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)");
     cmd->add_option("--oom-retries", options.max_oom_retries, "Degrade-and-retry attempts per node after out of memory")

@@ -82,11 +82,8 @@ MemorySnapshot sample_memory() {
 void configure_host_allocator() noexcept {
   static std::once_flag once;
   std::call_once(once, [] {
-    // A fixed threshold also turns off the dynamic adjustment. 1 MiB: a 640x360 RGB frame and
-    // anything larger is mmapped and unmapped on free; small allocations stay in the heap.
-    ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    // ...and, so that a network's forward pass does not fault in fresh pages for every layer,
-    // large tensor blocks are reused through a cache emptied with the other caches.
+    // Frames and other large tensor blocks are reused through a cache emptied with the other
+    // caches, so nothing is allocated per frame and RSS returns to its baseline after a run.
     install_host_tensor_cache();
   });
 }

@@ -89,6 +89,7 @@ nlohmann::json run_report(const RunResult& r) {
       {"outputs", outputs},
       {"started_at", r.started_at},
       {"seconds", r.seconds},
+      {"threads", {{"executor", r.threads}, {"libtorch", r.torch_threads}}},
       {"status", r.ok() ? "succeeded" : (r.cancelled() ? "cancelled" : "failed")},
       {"nodes", nodes},
       {"edges", edges},

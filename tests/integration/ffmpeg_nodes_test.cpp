@@ -11,6 +11,8 @@
 #include <cmath>
 #include <set>
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -203,6 +205,37 @@ TEST(Encoder, FailureMidStreamLeavesNoPartialFile) {
   RunResult r = test::run(g);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(folder_is_empty(dir)) << fs::directory_iterator(dir)->path();
+}
+
+// Steady state allocates nothing per frame: frames (and FFmpeg's and libswscale's buffers) are
+// reused, so the page faults of a run do not grow with its length. A fresh 640x360 and 1280x720
+// RGB buffer per frame alone would fault in (691,200 + 2,764,800) / 4,096 = 843 pages per frame.
+TEST(MediaPath, PageFaultsPerFrameDoNotGrowWithTheNumberOfFrames) {
+  fs::path dir = test::temp_dir();
+  fs::path clip = test::make_video(dir, "in.mkv", 640, 360, 160, "30", "-c:v ffv1");
+  auto faults_of_run = [&](int frames) {
+    json graph = test::graph_json(
+        {{{"id", "src"}, {"type", "source.video"}, {"params", {{"path", clip.string()}, {"count", frames}}}},
+         {{"id", "up"},
+          {"type", "upscaler.resize"},
+          {"inputs", {{"in", "src.out"}}},
+          {"params", {{"width", 1280}, {"height", 720}}}},
+         encoder("up.out", {{"path", (dir / "out.mp4").string()}, {"preset", "ultrafast"}})});
+    RunOptions options;
+    options.overwrite_outputs = true;
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    RunResult r = test::run(graph, options);
+    getrusage(RUSAGE_SELF, &after);
+    EXPECT_TRUE(r.ok()) << (r.failure ? r.failure->user_message() : "");
+    return after.ru_minflt - before.ru_minflt;
+  };
+  faults_of_run(10);  // libraries, codecs and threads warmed up
+  const long short_run = faults_of_run(20);
+  const long long_run = faults_of_run(150);
+  const double per_frame = static_cast<double>(long_run - short_run) / 130;
+  std::printf("page faults: 20 frames %ld, 150 frames %ld: %.1f per extra frame\n", short_run, long_run, per_frame);
+  EXPECT_LT(per_frame, 40.0) << "buffers are allocated afresh for every frame";
 }
 
 TEST(SourceVideo, BadInputsAreClearErrorsNamingTheFile) {

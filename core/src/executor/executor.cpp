@@ -6,7 +6,6 @@
 
 #include <reel/runtime/executor.h>
 
-#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -353,13 +352,6 @@ std::vector<EdgeReport> edge_reports(const RunState& run) {
   return reports;
 }
 
-void set_thread_counts(const RunOptions& options) {
-  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int threads = options.threads > 0 ? options.threads : cores;
-  int torch_threads = options.torch_threads > 0 ? options.torch_threads : std::max(1, cores / threads);
-  if (at::get_num_threads() != torch_threads) at::set_num_threads(torch_threads);
-}
-
 RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const RunOptions& options, bool stream) {
   auto start = std::chrono::steady_clock::now();
   RunResult result;
@@ -380,10 +372,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
     if (!run.stopping) estimate_all(run);
     if (!run.stopping) check_budget(run);
     if (!run.stopping && run.cancel_requested()) run.fail(cancelled_failure());
-    if (!run.stopping && stream) {
-      set_thread_counts(options);
-      stream_frames(run);
-    }
+    if (!run.stopping && stream) stream_frames(run);
   } catch (...) {
     Failure f = classify_exception(std::current_exception());
     if (f.phase == Phase::run) f.phase = Phase::validate;
@@ -401,6 +390,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   release_cached_memory();
   result.peak_rss_bytes = monitor.stop();
   result.memory_after = sample_memory();
+  result.threads = run.threads, result.torch_threads = run.torch_threads;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (result.failure) {
     spdlog::debug("run of {} failed: {}", graph.file, result.failure->detail);

@@ -73,6 +73,7 @@ struct RunState {
   // Set once anything failed or the run was cancelled; every step checks it and stops starting
   // new work. Also the flag nodes see through Emitter::cancelled().
   std::atomic<bool> stopping{false};
+  int threads = 0, torch_threads = 0;  // set by stream_frames
 
   void fail(Failure failure) {
     std::lock_guard lock(failure_mutex);

@@ -10,6 +10,7 @@
 
 #include <reel/runtime/memory.h>
 
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 #include <tbb/flow_graph.h>
@@ -18,6 +19,7 @@
 
 #include <chrono>
 #include <optional>
+#include <thread>
 
 namespace reel::detail {
 
@@ -372,7 +374,20 @@ class Scheduler {
 }  // namespace
 
 void stream_frames(RunState& run) {
-  int threads = run.options.threads > 0 ? run.options.threads : tbb::this_task_arena::max_concurrency();
+  // A thread per activation the graph can have at once: a node waiting on a device or I/O holds
+  // its thread, and with fewer threads a 4-stage pipeline of waiting stages on 2 cores ran at
+  // 1.30x its ideal time (docs/benchmarks.md). More threads than that would only idle.
+  int threads = run.options.threads;
+  if (threads <= 0) {
+    threads = 0;
+    for (const auto& n : run.nodes) threads += n->inputs.empty() ? 1 : std::max(1, n->type->type.concurrency);
+  }
+  // libtorch's intra-op pool shares the cores with the nodes that run at once.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int torch_threads =
+      run.options.torch_threads > 0 ? run.options.torch_threads : std::max(1, cores / std::min(threads, cores));
+  if (at::get_num_threads() != torch_threads) at::set_num_threads(torch_threads);
+  run.threads = threads, run.torch_threads = torch_threads;
   // More threads than cores is legitimate when nodes wait (GPU, I/O); oneTBB caps arenas at the
   // core count unless told otherwise for the duration of the run.
   std::optional<tbb::global_control> allow;

@@ -37,8 +37,10 @@ class RunObserver {
 struct RunOptions {
   bool overwrite_outputs = false;
   std::size_t edge_capacity = 4;               // frames queued per edge before the producer waits
-  int threads = 0;                             // worker threads; 0: one per core
-  int torch_threads = 0;                       // libtorch intra-op threads; 0: cores / threads, at least 1
+  // Worker threads; 0: as many as the graph's nodes can use at once (their concurrency summed), so
+  // a node that waits (on a GPU, on I/O) never holds up the others. More than the cores is fine.
+  int threads = 0;
+  int torch_threads = 0;  // libtorch intra-op threads; 0: cores / min(threads, cores), at least 1
   int max_oom_retries = 3;                     // degrade-and-retry attempts per node after out of memory
   std::optional<std::uint64_t> memory_budget;  // refuse to run when estimates exceed it
   RunObserver* observer = nullptr;
@@ -85,6 +87,7 @@ struct RunResult {
   std::uint64_t peak_rss_bytes = 0;
   double seconds = 0;
   std::string started_at;  // ISO 8601, UTC
+  int threads = 0, torch_threads = 0;  // what frames were streamed with; 0 when none were
 
   bool ok() const noexcept { return !failure.has_value(); }
   bool cancelled() const noexcept { return failure && failure->kind == ErrorKind::cancelled; }

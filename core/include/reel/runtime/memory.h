@@ -17,11 +17,13 @@ struct MemorySnapshot {
 
 MemorySnapshot sample_memory();
 std::uint64_t host_rss_bytes();
-// Makes glibc return large blocks (frames) to the system as soon as they are freed. Without it,
-// glibc's dynamic mmap threshold rises after the first large free and frame buffers pile up in
-// the heap, so RSS would grow with video length. Called by the executor; idempotent.
+// Makes libtorch allocate CPU tensors of 64 KiB or more (frames, feature maps) through a cache of
+// freed blocks, reused for the same size: nothing is allocated per frame in steady state, and RSS
+// does not grow with video length. release_cached_memory empties it. Called by the executor;
+// idempotent.
 void configure_host_allocator() noexcept;
-// Gives freed memory back: CUDA's caching allocator (emptyCache) and glibc's heap (malloc_trim).
+// Gives freed memory back: CUDA's caching allocator (emptyCache), the host tensor cache (its
+// blocks unmapped) and glibc's heap (malloc_trim).
 void release_cached_memory() noexcept;
 bool cuda_available() noexcept;
 std::string device_description();               // "cpu" or the CUDA device name
