@@ -5,7 +5,8 @@ Two jobs, both from a lossless RGB (FFV1 bgr0) input so neither side decodes a l
           full chroma interpolation, as encoder.ffmpeg converts) -> H.264 crf 23, preset medium
   resize  640x360 -> 1280x720 bicubic (same swscale flags) -> FFV1 bgr0
 CPU is user + system time of the child process (both are multi-threaded; wall time is printed too).
-Outputs are compared by the decoded frames' MD5s (ffmpeg -f framemd5).
+Outputs are compared by the decoded frames' MD5s (ffmpeg -f framemd5), and byte for byte: the
+whole files, and the video bitstreams copied out of their containers.
 
   /usr/bin/python3 bench/media_vs_ffmpeg.py [REPEATS]     (from the repository root, after scripts/build)
 """
@@ -35,6 +36,17 @@ def frame_md5s(path):
     out = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "framemd5", "-"], check=True,
                          capture_output=True, text=True).stdout
     return [line.split(",")[-1].strip() for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def same_bytes(a, b):
+    with open(a, "rb") as x, open(b, "rb") as y:
+        return x.read() == y.read()
+
+
+def bitstream(path):
+    """The video stream's packets as they are in the file, without the container."""
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0:v", "-c", "copy", "-f", "data", "-"],
+                          check=True, capture_output=True).stdout
 
 
 def main():
@@ -77,8 +89,9 @@ def main():
             "reel.mkv", "ffmpeg.mkv"),
     }
     print(f"{repeats} interleaved runs each, medians; {os.cpu_count()} cores")
-    print("| job | reel CPU s | ffmpeg CPU s | CPU ratio | reel wall s | ffmpeg wall s | wall ratio | frames identical |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| job | reel CPU s | ffmpeg CPU s | CPU ratio | reel wall s | ffmpeg wall s | wall ratio | frames identical "
+          "| file identical | bitstream identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (reel, ffmpeg, reel_out, ffmpeg_out) in jobs.items():
         times = {"reel": [], "ffmpeg": []}
         for _ in range(repeats):
@@ -88,9 +101,12 @@ def main():
         wall = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
         a, b = frame_md5s(os.path.join(work, reel_out)), frame_md5s(os.path.join(work, ffmpeg_out))
         same = sum(x == y for x, y in zip(a, b))
+        paths = os.path.join(work, reel_out), os.path.join(work, ffmpeg_out)
+        files = "yes" if same_bytes(*paths) else "no"
+        streams = "yes" if bitstream(paths[0]) == bitstream(paths[1]) else "no"
         print(f"| {name} | {cpu['reel']:.2f} | {cpu['ffmpeg']:.2f} | {cpu['reel'] / cpu['ffmpeg']:.2f} | "
               f"{wall['reel']:.2f} | {wall['ffmpeg']:.2f} | {wall['reel'] / wall['ffmpeg']:.2f} | "
-              f"{same}/{len(a)} (ffmpeg {len(b)}) |")
+              f"{same}/{len(a)} (ffmpeg {len(b)}) | {files} | {streams} |")
 
 
 if __name__ == "__main__":

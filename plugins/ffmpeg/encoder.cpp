@@ -158,6 +158,9 @@ class Encoder : public reel::Node {
     codec_context_->pix_fmt = pix_fmt_;
     codec_context_->time_base = AVRational{static_cast<int>(in_.fps.den), static_cast<int>(in_.fps.num)};
     codec_context_->framerate = AVRational{static_cast<int>(in_.fps.num), static_cast<int>(in_.fps.den)};
+    // reel's frames have square pixels: said in the bitstream (H.264's VUI) and the container, as
+    // the ffmpeg tool does for a square-pixel input.
+    codec_context_->sample_aspect_ratio = AVRational{1, 1};
     set_colour_tags();
     if (format_ && (format_->oformat->flags & AVFMT_GLOBALHEADER)) codec_context_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if (!bitrate_.empty()) {
@@ -184,6 +187,9 @@ class Encoder : public reel::Node {
     check(avcodec_parameters_from_context(stream_->codecpar, codec_context_), "set up the stream");
     stream_->time_base = codec_context_->time_base;
     stream_->avg_frame_rate = codec_context_->framerate;
+    stream_->sample_aspect_ratio = codec_context_->sample_aspect_ratio;
+    // The stream's encoder tag, as the ffmpeg tool writes it ("Lavc59.37.100 libx264").
+    av_dict_set(&stream_->metadata, "encoder", (std::string(LIBAVCODEC_IDENT " ") + codec_context_->codec->name).c_str(), 0);
     if (audio_) {
       audio_copy_ = std::make_unique<AudioCopy>(*audio_);
       audio_copy_->add_stream(format_);

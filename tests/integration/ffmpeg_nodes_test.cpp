@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 
@@ -136,6 +137,30 @@ TEST(Encoder, HdIsTaggedBt709AndMp4HasFaststart) {
   std::string head(4096, '\0');
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   EXPECT_LT(head.find("moov"), head.find("mdat"));
+}
+
+// The same settings give the same file as the ffmpeg tool, byte for byte: colour conversion,
+// encoder options, threads, aspect ratio, container tags.
+TEST(Encoder, H264IsByteIdenticalToTheFfmpegTool) {
+  fs::path dir = test::temp_dir();
+  fs::path clip = test::make_video(dir, "in.mkv", 1280, 720, 12, "30", "-pix_fmt bgr0 -c:v ffv1");
+  ASSERT_TRUE(test::run(test::graph_json({{{"id", "src"}, {"type", "source.video"}, {"params", {{"path", clip.string()}}}},
+                                          encoder("src.out", {{"path", (dir / "reel.mp4").string()},
+                                                              {"crf", 23},
+                                                              {"preset", "veryfast"},
+                                                              {"audio", "none"}})}))
+                  .ok());
+  ASSERT_EQ(test::shell("ffmpeg -v error -y -i '" + clip.string() +
+                        "' -vf 'scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
+                        "format=yuv420p' -c:v libx264 -crf 23 -preset veryfast -color_primaries bt709 -color_trc bt709 "
+                        "-colorspace bt709 -movflags +faststart '" +
+                        (dir / "ffmpeg.mp4").string() + "'"),
+            0);
+  std::ifstream a(dir / "reel.mp4", std::ios::binary), b(dir / "ffmpeg.mp4", std::ios::binary);
+  std::string reel_bytes((std::istreambuf_iterator<char>(a)), {}), ffmpeg_bytes((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_GT(reel_bytes.size(), 1000u);
+  EXPECT_EQ(reel_bytes.size(), ffmpeg_bytes.size());
+  EXPECT_TRUE(reel_bytes == ffmpeg_bytes) << "reel.mp4 and ffmpeg.mp4 differ";
 }
 
 TEST(Encoder, OddSizeIsAClearErrorOrPaddedOrCropped) {
