@@ -42,6 +42,8 @@ struct RunArgs {
   std::vector<std::string> sets;
   std::string report_file;
   bool progress = true;
+  bool isolate = false;                   // each graph in a child process (isolation.h)
+  std::vector<std::string> command_line;  // this process's arguments, for the isolated children
   RunOptions options;
 };
 

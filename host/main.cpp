@@ -126,6 +126,9 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files");
   run_cmd->add_option("--report", run.report_file, "Write the run report JSON here (an array for several graphs)");
   run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress");
+  run_cmd->add_flag("--isolate", run.isolate,
+                    "Run each graph in a child process: a plugin that crashes the process (segfault, abort, "
+                    "exit) loses only its graph, which is reported naming the node, and the next graph runs");
   add_run_options(run_cmd);
 
   std::vector<std::string> graphs, sets;
@@ -225,6 +228,7 @@ int main(int argc, char** argv) {
 #ifdef REEL_ENGINE
   if (*run_cmd) {
     run.options = options;
+    run.command_line.assign(argv, argv + argc);
     return host::command_run(catalog, run);
   }
   if (*plan_cmd) return host::command_plan(catalog, plan_graph_file, sets, options, json);

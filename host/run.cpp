@@ -2,11 +2,13 @@
 #include "commands.h"
 
 #include "console.h"
+#include "isolation.h"
 #include "progress.h"
 
 #include <reel/output_file.h>
 #include <reel/runtime/report.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -66,6 +68,11 @@ RunResult run_graph_text(PluginCatalog& catalog, const std::string& text, const 
 }
 
 int command_run(PluginCatalog& catalog, RunArgs args) {
+  const bool isolated_child = become_isolated_child(args);
+  if (args.isolate && std::count(args.graphs.begin(), args.graphs.end(), "-") > 0) {
+    std::fprintf(stderr, "reel: --isolate runs graph files; '-' (standard input) cannot be handed to the isolated run\n");
+    return exit_code(ErrorKind::usage);
+  }
   // A report that cannot be written is found now, not after a long run.
   if (!args.report_file.empty()) {
     try {
@@ -75,34 +82,44 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
       return exit_code(ErrorKind::io);
     }
   }
-  auto progress = make_progress_printer(args.progress);
+  auto progress = make_progress_printer(args.progress && !args.isolate);  // an isolated run draws its own
   args.options.observer = progress.get();
   args.options.cancel = &cancel_flag();
-  std::vector<RunResult> results;
-  for (const std::string& file : args.graphs) {
+  // Per graph run: its report and exit code (0: succeeded).
+  std::vector<std::pair<nlohmann::json, int>> outcomes;
+  for (std::size_t i = 0; i < args.graphs.size(); ++i) {
     if (cancel_flag()) break;  // a cancel stops the remaining graphs too
-    std::fprintf(stderr, "reel: running %s\n", file.c_str());
-    results.push_back(run_graph_file(catalog, file, args.sets, args.options));
+    int code = 0;
+    if (args.isolate) {
+      nlohmann::json report = run_in_child(args, i, code);
+      outcomes.emplace_back(std::move(report), code);
+      continue;
+    }
+    std::fprintf(stderr, "reel: running %s\n", args.graphs[i].c_str());
+    RunResult result = run_graph_file(catalog, args.graphs[i], args.sets, args.options);
     if (progress) progress->end_run();
-    print_run_outcome(results.back());
+    print_run_outcome(result);
+    outcomes.emplace_back(run_report(result), result.ok() ? 0 : exit_code(result.failure->kind));
   }
 
   int code = 0;
   std::size_t failed = 0;
-  for (const RunResult& r : results)
-    if (!r.ok()) {
+  for (const auto& [report, graph_code] : outcomes)
+    if (graph_code != 0) {
       ++failed;
-      if (code == 0) code = exit_code(r.failure->kind);
+      if (code == 0) code = graph_code;
     }
   if (args.graphs.size() > 1) {
-    std::fprintf(stderr, "reel: %zu graphs: %zu succeeded, %zu failed%s\n", args.graphs.size(), results.size() - failed,
-                 failed, results.size() < args.graphs.size() ? ", the rest not started (cancelled)" : "");
-    for (const RunResult& r : results)
-      if (!r.ok()) std::fprintf(stderr, "  %s: %s\n", r.graph_file.c_str(), to_string(r.failure->kind));
+    std::fprintf(stderr, "reel: %zu graphs: %zu succeeded, %zu failed%s\n", args.graphs.size(), outcomes.size() - failed,
+                 failed, outcomes.size() < args.graphs.size() ? ", the rest not started (cancelled)" : "");
+    for (const auto& [report, graph_code] : outcomes)
+      if (graph_code != 0)
+        std::fprintf(stderr, "  %s: %s\n", report["graph"]["file"].get<std::string>().c_str(),
+                     report["error"].is_object() ? report["error"]["kind"].get<std::string>().c_str() : "failed");
   }
   if (!args.report_file.empty()) {
     nlohmann::json reports = nlohmann::json::array();
-    for (const RunResult& r : results) reports.push_back(run_report(r));
+    for (const auto& [report, graph_code] : outcomes) reports.push_back(report);
     try {
       write_report_file(args.report_file, args.graphs.size() == 1 && reports.size() == 1 ? reports[0] : reports);
     } catch (const std::exception& e) {
@@ -111,6 +128,7 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
     }
   }
   if (cancel_flag() && code == 0) code = exit_code(ErrorKind::cancelled);
+  if (isolated_child) isolated_child_finished();
   return code;
 }
 

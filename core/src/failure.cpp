@@ -35,6 +35,8 @@ const char* to_string(Phase phase) noexcept {
       return "process";
     case Phase::finish:
       return "finish";
+    case Phase::unload:
+      return "unload";
     case Phase::run:
       return "run";
   }

@@ -1,5 +1,6 @@
 #include <reel/error.h>
 #include <reel/output_file.h>
+#include <reel/runtime/output_journal.h>
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,11 +17,15 @@ namespace fs = std::filesystem;
 namespace reel {
 
 namespace {
+std::atomic<OutputJournal> g_journal{nullptr};
+
 std::string temporary_suffix() {
   static std::atomic<unsigned> counter{0};
   return ".reel-partial-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
 }
 }  // namespace
+
+void set_output_journal(OutputJournal journal) noexcept { g_journal = journal; }
 
 OutputFile::OutputFile(fs::path target, bool overwrite) : target_(std::move(target)), overwrite_(overwrite) {
   if (target_.empty()) throw IoError("", "no output path was given", "Set the node's path parameter.");
@@ -41,6 +46,7 @@ OutputFile::OutputFile(fs::path target, bool overwrite) : target_(std::move(targ
   // "name.reel-partial-PID-N.ext": the extension stays last so writers that pick a format by
   // extension behave the same as for the final name.
   temporary_ = folder / (target_.stem().string() + temporary_suffix() + target_.extension().string());
+  if (OutputJournal journal = g_journal.load()) journal(fs::absolute(temporary_, ec).c_str());
 }
 
 OutputFile::~OutputFile() { discard(); }

@@ -670,5 +670,66 @@ TEST(PluginCache, AnUnreadableCacheIsRebuilt) {
   EXPECT_FALSE(rebuilt["libraries"].empty());
 }
 
+// --- Crash isolation (reel run --isolate) -------------------------------------------------------
+
+class IsolatedCrash : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
+
+TEST_P(IsolatedCrash, IsSurvivedNamedCleanedUpAndTheNextGraphRuns) {
+  const auto& [kind, words] = GetParam();
+  fs::path dir = test::temp_dir();
+  fs::path crash = write_graph(
+      test::chain(6, {"test.map"},
+                  {{"m0", {{"fail_phase", "process"}, {"fail_with", kind}, {"fail_frame", 2}}},
+                   {"sink", {{"path", (dir / "crash.txt").string()}}}}),
+      "crash.json");
+  fs::path good = write_graph(test::chain(5, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}),
+                              "good.json");
+  Outcome o = reel_cli({"run", "--isolate", "--no-progress", crash.string(), good.string(), "--report",
+                        (dir / "report.json").string()});
+  EXPECT_EQ(o.exit_code, 70) << o.err;
+  EXPECT_TRUE(contains(o.err, "in node \"m0\" (test.map, libreel_testkit.so) at frame 2")) << o.err;
+  EXPECT_TRUE(contains(o.err, words)) << o.err;
+  EXPECT_TRUE(contains(o.err, "2 graphs: 1 succeeded, 1 failed")) << o.err;
+  // The sink had its temporary file open when the process died: removed by the parent.
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"good.txt", "report.json"}));
+  EXPECT_EQ(test::read_lines(dir / "good.txt").size(), 5u);
+  json reports = json::parse(slurp(dir / "report.json"));
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0]["status"], "failed");
+  EXPECT_EQ(reports[0]["error"]["kind"], "internal error");
+  EXPECT_EQ(reports[0]["error"]["node"], "m0");
+  EXPECT_EQ(reports[0]["error"]["phase"], "process");
+  EXPECT_EQ(reports[0]["error"]["frame"], 2);
+  EXPECT_EQ(reports[1]["status"], "succeeded");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryCrash, IsolatedCrash,
+    ::testing::Values(std::pair<std::string, std::string>{"segfault", "SIGSEGV"},
+                      std::pair<std::string, std::string>{"abort", "SIGABRT"},
+                      std::pair<std::string, std::string>{"terminate_thread", "SIGABRT"},
+                      std::pair<std::string, std::string>{"throwing_destructor", "SIGABRT"},
+                      // exit() runs static destructors under running threads: it may end in a
+                      // signal or in the code; either way it is a crash of node m0.
+                      std::pair<std::string, std::string>{"exit0", "the process running the graph"},
+                      std::pair<std::string, std::string>{"exit3", "the process running the graph"}),
+    [](const auto& info) { return info.param.first; });
+
+TEST(Isolate, AFailingGraphIsReportedAsWithoutIsolationAndStdinIsRefused) {
+  fs::path dir = test::temp_dir();
+  fs::path bad = write_graph(
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "bad_input"}}}}), "bad.json");
+  Outcome o = reel_cli({"run", "--isolate", bad.string(), "--report", (dir / "r.json").string()});
+  EXPECT_EQ(o.exit_code, 66) << o.err;
+  json report = json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(report["error"]["kind"], "bad input");
+  EXPECT_EQ(report["error"]["node"], "m0");
+  EXPECT_EQ(report["error"]["phase"], "load");
+  EXPECT_EQ(reel_cli({"run", "--isolate", "-"}).exit_code, 64);
+}
+
 }  // namespace
 }  // namespace reel

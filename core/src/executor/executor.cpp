@@ -19,6 +19,7 @@
 namespace reel {
 
 RunObserver::~RunObserver() = default;
+CallRecorder::~CallRecorder() = default;
 
 const char* to_string(NodeState state) noexcept {
   switch (state) {
@@ -55,9 +56,10 @@ Failure cancelled_failure() {
   return f;
 }
 
-void unload_node(NodeRun& node) noexcept {
+void unload_node(RunState& run, NodeRun& node) noexcept {
   if (!node.node) return;
   try {
+    InNode in(run, node, Phase::unload);
     node.node->unload();
   } catch (...) {
     Failure f = classify_exception(std::current_exception());
@@ -205,7 +207,10 @@ void configure_all(RunState& run, const GraphSpec& graph, bool stream) {
         n->input_streams[e->consumer_port] = stream;
       }
       NodeConfig config{n->id, n->params, n->input_streams, run.options.overwrite_outputs, !stream};
-      n->output_streams = n->node->configure(config);
+      {
+        InNode in(run, *n, Phase::configure);
+        n->output_streams = n->node->configure(config);
+      }
       if (n->output_streams.size() != n->outputs.size())
         throw Error(ErrorKind::internal, "configure() described " + std::to_string(n->output_streams.size()) +
                                              " output streams, but the node type declares " +
@@ -232,6 +237,7 @@ void configure_all(RunState& run, const GraphSpec& graph, bool stream) {
 void estimate_all(RunState& run) {
   for (auto& n : run.nodes) {
     try {
+      InNode in(run, *n, Phase::plan);
       n->estimate = n->node->estimate();
     } catch (...) {
       spdlog::error("node {} ({}) threw from estimate(), which must not throw; its estimate is unknown", n->id,
@@ -280,7 +286,7 @@ void unload_all_nodes(RunState& run, bool failed) {
       }
     }
     NodeState before = n.state;
-    if (failed || before != NodeState::unloaded) unload_node(n);
+    if (failed || before != NodeState::unloaded) unload_node(run, n);
     if (before == NodeState::failed) n.state = NodeState::failed;  // the report keeps who failed
   }
 }
@@ -368,6 +374,13 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   try {
     ResolvedGraph resolved = resolve_graph(graph, catalog);
     build_nodes(run, resolved);
+    if (options.recorder) {
+      std::vector<std::string> ids, types, plugins;
+      for (const auto& n : run.nodes)
+        ids.push_back(n->id), types.push_back(n->type->type.name),
+            plugins.push_back(n->type->plugin_file.filename().string());
+      options.recorder->nodes(ids, types, plugins);
+    }
     configure_all(run, graph, stream);
     if (!run.stopping) estimate_all(run);
     if (!run.stopping) check_budget(run);

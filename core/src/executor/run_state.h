@@ -93,6 +93,25 @@ struct RunState {
   std::optional<Failure> first_failure;
 };
 
+// Marks node code as running, for the run's CallRecorder (when there is one), for the life of
+// this object: put around every call into a node.
+class InNode {
+ public:
+  InNode(const RunState& run, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame = std::nullopt) noexcept
+      : recorder_(run.options.recorder), node_(node.index) {
+    if (recorder_) recorder_->enter(node_, phase, frame);
+  }
+  ~InNode() {
+    if (recorder_) recorder_->leave(node_);
+  }
+  InNode(const InNode&) = delete;
+  InNode& operator=(const InNode&) = delete;
+
+ private:
+  CallRecorder* recorder_;
+  int node_;
+};
+
 // Fills where a failure happened from the node it happened in.
 void attribute(Failure& failure, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame);
 Failure cancelled_failure();
@@ -103,6 +122,6 @@ void stream_frames(RunState& run);
 
 // Guarded call of a node's cleanup method: a throw is logged as a plugin bug and remembered on
 // the node, never propagated.
-void unload_node(NodeRun& node) noexcept;
+void unload_node(RunState& run, NodeRun& node) noexcept;
 
 }  // namespace reel::detail

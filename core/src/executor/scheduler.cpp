@@ -213,7 +213,7 @@ class Scheduler {
     n.state = NodeState::finished;
     notify_state(n);
     // Progressive unloading: this node's models go now, not at the end of the run.
-    unload_node(n);
+    unload_node(run_, n);
     release_cached_memory();
     notify_state(n);
     for (auto& port : n.outputs)
@@ -327,6 +327,7 @@ class Scheduler {
       auto start = Clock::now();
       try {
         out.clear();
+        InNode in(run_, n, phase, frame);
         body();
         n.busy_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
         return true;

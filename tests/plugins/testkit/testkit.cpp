@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -131,6 +132,22 @@ class FaultyNode : public reel::Node {
     if (fail_with_ == "hostile_message")
       throw std::runtime_error(where + ": \x1b[2J\x1b[31mred\a and invalid UTF-8 \xff\xfe\xc3 here");
     if (fail_with_ == "null_what") throw NullWhat{};
+    // Crashes: what no exception handler survives (reel run --isolate does).
+    if (fail_with_ == "segfault") {
+      volatile int* nowhere = nullptr;
+      *nowhere = 1;
+    }
+    if (fail_with_ == "abort") std::abort();
+    if (fail_with_ == "terminate_thread") std::thread([] { throw std::runtime_error("escaped a plugin's thread"); }).join();
+    if (fail_with_ == "throwing_destructor") {
+      struct Throws {
+        ~Throws() noexcept(false) { throw std::runtime_error("thrown by a destructor during unwinding"); }
+      };
+      Throws guard;
+      throw std::runtime_error("unwinding");
+    }
+    if (fail_with_ == "exit0") std::exit(0);
+    if (fail_with_ == "exit3") std::exit(3);
     throw std::logic_error("unknown fail_with " + fail_with_);
   }
 
@@ -317,7 +334,8 @@ std::vector<reel::ParamSpec> fault_params() {
           .range(-1, std::nullopt),
       ParamSpec::choice("fail_with", "runtime_error",
                         {"c10_oom", "bad_alloc", "c10_error", "runtime_error", "non_std", "script_oom", "cuda_error",
-                         "bad_input", "io", "invalid_param", "long_message", "hostile_message", "null_what"},
+                         "bad_input", "io", "invalid_param", "long_message", "hostile_message", "null_what",
+                         "segfault", "abort", "terminate_thread", "throwing_destructor", "exit0", "exit3"},
                         "What is thrown"),
       ParamSpec::integer("fail_times", -1, "How many times the fault fires; -1: every time").range(-1, std::nullopt),
       ParamSpec::boolean("degradable", false, "degrade() returns true (out-of-memory retries)"),

@@ -34,6 +34,20 @@ class RunObserver {
   }
 };
 
+// Which node code is running, kept up to date for a supervisor that outlives a crash (`reel run
+// --isolate` keeps it in memory shared with the parent). The executor calls enter() before every
+// call into a node (configure, load, produce, process, finish, unload) and leave() after it, from
+// any worker thread: implementations must be cheap, thread-safe and never throw.
+class CallRecorder {
+ public:
+  virtual ~CallRecorder();
+  // Once per run, before any call: the nodes by index (topological order).
+  virtual void nodes(const std::vector<std::string>& ids, const std::vector<std::string>& types,
+                     const std::vector<std::string>& plugins) noexcept = 0;
+  virtual void enter(int node, Phase phase, std::optional<std::int64_t> frame) noexcept = 0;
+  virtual void leave(int node) noexcept = 0;
+};
+
 struct RunOptions {
   bool overwrite_outputs = false;
   std::size_t edge_capacity = 4;               // frames queued per edge before the producer waits
@@ -45,6 +59,7 @@ struct RunOptions {
   std::optional<std::uint64_t> memory_budget;  // refuse to run when estimates exceed it
   RunObserver* observer = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // set by a signal handler or a worker
+  CallRecorder* recorder = nullptr;
 };
 
 struct NodeReport {

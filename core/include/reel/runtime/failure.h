@@ -12,7 +12,7 @@
 
 namespace reel {
 
-enum class Phase { parse, validate, configure, plan, load, produce, process, finish, run };
+enum class Phase { parse, validate, configure, plan, load, produce, process, finish, unload, run };
 const char* to_string(Phase phase) noexcept;
 
 struct Failure {

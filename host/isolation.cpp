@@ -1,0 +1,308 @@
+#include "isolation.h"
+
+#include "commands.h"
+#include "console.h"
+#include "progress.h"
+
+#include <reel/runtime/output_journal.h>
+#include <reel/runtime/report.h>
+#include <spdlog/spdlog.h>
+
+#include <execinfo.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace reel::host {
+
+namespace {
+
+constexpr int kMaxNodes = 64;         // nodes past this are run but not named after a crash
+constexpr int kMaxTemporaries = 256;  // output files past this are not removed after a crash
+constexpr const char* kChildVariable = "REEL_ISOLATED_CHILD";
+
+// Lives in memory shared by parent and child (a memfd both map); plain data and lock-free atomics
+// only, written by the child, read by the parent once the child is gone.
+struct SharedRecord {
+  std::atomic<int> finished;  // the child wrote its report and is exiting on purpose
+  std::atomic<int> node_count;
+  struct Node {
+    char id[96], type[64], plugin[96];
+    std::atomic<int> calls;  // calls into the node's code now running (a node may run several)
+    std::atomic<int> phase;
+    std::atomic<long long> frame;  // -1: none
+  } nodes[kMaxNodes];
+  std::atomic<int> temporary_count;
+  char temporaries[kMaxTemporaries][1024];
+};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<long long>::is_always_lock_free);
+
+void copy_text(char* to, std::size_t size, const std::string& from) {
+  std::size_t n = std::min(size - 1, from.size());
+  std::memcpy(to, from.data(), n);
+  to[n] = '\0';
+}
+
+// --- the child --------------------------------------------------------------------------------
+
+SharedRecord* g_record = nullptr;
+
+class SharedCallRecorder final : public CallRecorder {
+ public:
+  void nodes(const std::vector<std::string>& ids, const std::vector<std::string>& types,
+             const std::vector<std::string>& plugins) noexcept override {
+    const int count = static_cast<int>(std::min<std::size_t>(ids.size(), kMaxNodes));
+    for (int i = 0; i < count; ++i) {
+      copy_text(g_record->nodes[i].id, sizeof g_record->nodes[i].id, ids[i]);
+      copy_text(g_record->nodes[i].type, sizeof g_record->nodes[i].type, types[i]);
+      copy_text(g_record->nodes[i].plugin, sizeof g_record->nodes[i].plugin, plugins[i]);
+    }
+    g_record->node_count = count;
+  }
+  void enter(int node, Phase phase, std::optional<std::int64_t> frame) noexcept override {
+    if (node >= kMaxNodes) return;
+    auto& n = g_record->nodes[node];
+    n.phase = static_cast<int>(phase);
+    n.frame = frame ? *frame : -1;
+    n.calls.fetch_add(1);
+  }
+  void leave(int node) noexcept override {
+    if (node < kMaxNodes) g_record->nodes[node].calls.fetch_sub(1);
+  }
+};
+
+void journal_temporary(const char* path) noexcept {
+  const int i = g_record->temporary_count.fetch_add(1);
+  if (i < kMaxTemporaries) copy_text(g_record->temporaries[i], sizeof g_record->temporaries[i], path);
+}
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGSEGV: return "SIGSEGV (segmentation fault)";
+    case SIGBUS: return "SIGBUS (bus error)";
+    case SIGFPE: return "SIGFPE (arithmetic error)";
+    case SIGILL: return "SIGILL (illegal instruction)";
+    case SIGABRT: return "SIGABRT (abort: std::terminate, a failed assertion or abort())";
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    default: return nullptr;
+  }
+}
+
+void write_text(const char* text) { [[maybe_unused]] auto n = ::write(STDERR_FILENO, text, std::strlen(text)); }
+
+// Async-signal-safe: write(2) and backtrace_symbols_fd only (backtrace() was called once at
+// start-up, so it does not load libgcc here). Then the signal's default action ends the process,
+// so the parent sees which signal it was.
+extern "C" void on_fatal_signal(int signal) {
+  write_text("reel: fatal signal ");
+  const char* name = signal_name(signal);
+  write_text(name ? name : "?");
+  write_text(" in the isolated run; backtrace:\n");
+  void* frames[64];
+  int depth = ::backtrace(frames, 64);
+  ::backtrace_symbols_fd(frames, depth, STDERR_FILENO);
+  ::raise(signal);  // SA_RESETHAND restored the default action
+}
+
+void install_fatal_signal_handlers() {
+  void* warm[1];
+  ::backtrace(warm, 1);
+  // Its own stack, so a stack overflow can still be reported.
+  static std::vector<char> stack(std::max<std::size_t>(SIGSTKSZ, 64 * 1024));
+  stack_t alternate{};
+  alternate.ss_sp = stack.data();
+  alternate.ss_size = stack.size();
+  ::sigaltstack(&alternate, nullptr);
+  struct sigaction action {};
+  action.sa_handler = on_fatal_signal;
+  action.sa_flags = SA_RESETHAND | SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(signal, &action, nullptr);
+}
+
+// --- the parent -------------------------------------------------------------------------------
+
+SharedRecord* parent_record(int& fd) {
+  static int record_fd = -1;
+  static SharedRecord* record = nullptr;
+  if (!record) {
+    // No close-on-exec: the child maps the same memory through the inherited descriptor.
+    record_fd = ::memfd_create("reel-isolated-run", 0);
+    if (record_fd < 0 || ::ftruncate(record_fd, sizeof(SharedRecord)) != 0)
+      throw IoError("", std::string("cannot create the shared record for --isolate: ") + std::strerror(errno));
+    void* memory = ::mmap(nullptr, sizeof(SharedRecord), PROT_READ | PROT_WRITE, MAP_SHARED, record_fd, 0);
+    if (memory == MAP_FAILED)
+      throw IoError("", std::string("cannot map the shared record for --isolate: ") + std::strerror(errno));
+    record = static_cast<SharedRecord*>(memory);
+  }
+  fd = record_fd;
+  std::memset(static_cast<void*>(record), 0, sizeof(SharedRecord));
+  return record;
+}
+
+// The kernel's count of out-of-memory kills in this process's cgroup (v2), when it can be read.
+std::optional<long long> oom_kills() {
+  std::ifstream cgroup("/proc/self/cgroup");
+  std::string line, path;
+  while (std::getline(cgroup, line))
+    if (line.rfind("0::", 0) == 0) path = line.substr(3);
+  std::ifstream events("/sys/fs/cgroup" + path + "/memory.events");
+  for (std::string key; events >> key;) {
+    long long value = 0;
+    events >> value;
+    if (key == "oom_kill") return value;
+  }
+  return std::nullopt;
+}
+
+Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
+  Failure f;
+  f.kind = oom_killed ? ErrorKind::out_of_memory : ErrorKind::internal;
+  for (int i = 0; i < std::min(record.node_count.load(), kMaxNodes); ++i) {
+    const auto& n = record.nodes[i];
+    if (n.calls.load() <= 0) continue;
+    f.node_id = n.id, f.node_type = n.type, f.plugin = n.plugin;
+    f.phase = static_cast<Phase>(n.phase.load());
+    if (n.frame.load() >= 0) f.frame = n.frame.load();
+    break;
+  }
+  std::string died;
+  if (WIFSIGNALED(status)) {
+    const char* name = signal_name(WTERMSIG(status));
+    died = std::string("the process running the graph was killed by ") +
+           (name ? name : "signal " + std::to_string(WTERMSIG(status)));
+    if (oom_killed) died += " from the kernel's out-of-memory killer";
+  } else {
+    died = "the process running the graph exited with code " + std::to_string(WEXITSTATUS(status)) +
+           (WEXITSTATUS(status) == 0 ? " (success)" : "") + " before the run finished (exit() called by a plugin?)";
+  }
+  f.reason = died;
+  if (f.node_id.empty()) f.reason += "; no node code was running (reel itself, or a thread a plugin started)";
+  f.detail = died + (WIFSIGNALED(status) ? "; its backtrace is in the log (stderr)" : "");
+  if (oom_killed) f.hint = "Try a lower resolution or a smaller tile, or give the job more memory.";
+  return f;
+}
+
+}  // namespace
+
+bool become_isolated_child(RunArgs& args) {
+  const char* value = std::getenv(kChildVariable);
+  if (!value) return false;
+  std::istringstream fields(value);
+  int fd = -1;
+  std::size_t index = 0;
+  std::string report;
+  fields >> fd >> index;
+  std::getline(fields >> std::ws, report);
+  ::unsetenv(kChildVariable);  // not for what this process starts
+  void* memory = ::mmap(nullptr, sizeof(SharedRecord), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (memory == MAP_FAILED || index >= args.graphs.size()) {
+    std::fprintf(stderr, "reel: %s is malformed; not an isolated run\n", kChildVariable);
+    std::exit(70);
+  }
+  ::close(fd);
+  g_record = static_cast<SharedRecord*>(memory);
+  static SharedCallRecorder recorder;
+  args.graphs = {args.graphs[index]};
+  args.report_file = report;
+  args.isolate = false;
+  args.options.recorder = &recorder;
+  set_output_journal(&journal_temporary);
+  install_fatal_signal_handlers();
+  return true;
+}
+
+void isolated_child_finished() noexcept {
+  if (g_record) g_record->finished = 1;
+}
+
+nlohmann::json run_in_child(const RunArgs& args, std::size_t index, int& exit_code) {
+  const std::string& graph = args.graphs[index];
+  int fd = -1;
+  SharedRecord* record = parent_record(fd);
+  const fs::path report = fs::temp_directory_path() /
+                          ("reel-isolated-" + std::to_string(::getpid()) + "-" + std::to_string(index) + ".json");
+  std::error_code ec;
+  fs::remove(report, ec);
+
+  std::vector<std::string> variables = {std::string(kChildVariable) + "=" + std::to_string(fd) + " " +
+                                        std::to_string(index) + " " + report.string()};
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, kChildVariable, std::strlen(kChildVariable)) != 0) variables.emplace_back(*e);
+  std::vector<std::string> arguments = args.command_line;
+  const std::string engine = fs::read_symlink("/proc/self/exe", ec).string();
+  std::vector<char*> argv, envp;
+  for (auto& a : arguments) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& v : variables) envp.push_back(v.data());
+  envp.push_back(nullptr);
+
+  const std::optional<long long> oom_before = oom_kills();
+  pid_t child = 0;
+  if (int rc = ::posix_spawn(&child, engine.c_str(), nullptr, nullptr, argv.data(), envp.data()); rc != 0)
+    throw IoError(engine, "cannot start " + engine + " for an isolated run: " + std::strerror(rc));
+  int status = 0;
+  bool forwarded = false;
+  for (;;) {
+    pid_t done = ::waitpid(child, &status, WNOHANG);
+    if (done == child) break;
+    if (done < 0 && errno != EINTR) break;
+    // SIGINT from a terminal reaches the child too; a signal sent to this process alone is
+    // passed on, so the child cancels and cleans up as usual.
+    if (cancel_flag() && !forwarded) ::kill(child, SIGTERM), forwarded = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  if (record->finished.load() && WIFEXITED(status)) {
+    exit_code = WEXITSTATUS(status);
+    nlohmann::json document;
+    std::ifstream in(report);
+    document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    fs::remove(report, ec);
+    if (!document.is_discarded()) return document;
+    spdlog::error("the isolated run of {} wrote no readable report", graph);
+    RunResult missing;
+    missing.graph_file = graph;
+    missing.failure = Failure{};
+    missing.failure->reason = "the isolated run's report could not be read";
+    return run_report(missing);
+  }
+
+  // The child died before it finished: name what was running, remove what it was writing.
+  const std::optional<long long> oom_after = oom_kills();
+  const bool oom_killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && oom_before && oom_after &&
+                          *oom_after > *oom_before;
+  RunResult result;
+  result.graph_file = graph;
+  result.overrides = args.sets;
+  result.failure = crash_failure(*record, status, oom_killed);
+  const int temporaries = std::min(record->temporary_count.load(), kMaxTemporaries);
+  for (int i = 0; i < temporaries; ++i) {
+    if (fs::remove(record->temporaries[i], ec))
+      spdlog::info("removed {}, left by the crashed run", record->temporaries[i]);
+  }
+  fs::remove(report, ec);
+  spdlog::error("{}: {}", graph, result.failure->detail);
+  print_run_outcome(result);
+  exit_code = reel::exit_code(result.failure->kind);
+  return run_report(result);
+}
+
+}  // namespace reel::host
