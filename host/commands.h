@@ -54,7 +54,11 @@ int command_plan(PluginCatalog& catalog, const std::string& graph, const std::ve
 // so that whatever else prints to stdout (a plugin, a library) lands in the log instead of
 // corrupting the events. Call before plugins load.
 std::FILE* take_stdout_for_events();
-int command_worker(PluginCatalog& catalog, const RunOptions& options, std::FILE* events);
+struct WorkerArgs {
+  bool isolate = true;                    // each job in a child process (isolation.h)
+  std::vector<std::string> command_line;  // this process's arguments, for those children
+};
+int command_worker(PluginCatalog& catalog, const RunOptions& options, std::FILE* events, const WorkerArgs& args);
 // `reel models [DIR...]` (default: the model folders) and `reel models convert IN OUT`.
 int command_models(PluginCatalog& catalog, std::vector<std::string> dirs, bool json);
 int command_models_convert(PluginCatalog& catalog, const std::string& in, const std::string& out, bool overwrite);

@@ -9,6 +9,8 @@
 #include <spdlog/spdlog.h>
 
 #include <execinfo.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -22,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -202,51 +205,68 @@ Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
 
 }  // namespace
 
-bool become_isolated_child(RunArgs& args) {
+std::optional<ChildRole> become_isolated_child(RunOptions& options) {
   const char* value = std::getenv(kChildVariable);
-  if (!value) return false;
-  std::istringstream fields(value);
-  int fd = -1;
-  std::size_t index = 0;
-  std::string report;
-  fields >> fd >> index;
-  std::getline(fields >> std::ws, report);
+  if (!value) return std::nullopt;
+  // Lines of key=value: record, events, index, report, job.
+  std::map<std::string, std::string> fields;
+  std::istringstream lines(value);
+  for (std::string line; std::getline(lines, line);)
+    if (auto eq = line.find('='); eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
   ::unsetenv(kChildVariable);  // not for what this process starts
-  void* memory = ::mmap(nullptr, sizeof(SharedRecord), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (memory == MAP_FAILED || index >= args.graphs.size()) {
+  ChildRole role;
+  int record_fd = -1;
+  try {
+    record_fd = std::stoi(fields.at("record"));
+    role.events_fd = std::stoi(fields.at("events"));
+    role.graph_index = std::stoul(fields.at("index"));
+    role.report = fields.at("report");
+    role.job = fields.at("job");
+  } catch (const std::exception&) {
+    record_fd = -1;
+  }
+  void* memory = record_fd < 0 ? MAP_FAILED
+                               : ::mmap(nullptr, sizeof(SharedRecord), PROT_READ | PROT_WRITE, MAP_SHARED, record_fd, 0);
+  if (memory == MAP_FAILED) {
     std::fprintf(stderr, "reel: %s is malformed; not an isolated run\n", kChildVariable);
     std::exit(70);
   }
-  ::close(fd);
+  ::close(record_fd);
   g_record = static_cast<SharedRecord*>(memory);
   static SharedCallRecorder recorder;
-  args.graphs = {args.graphs[index]};
-  args.report_file = report;
-  args.isolate = false;
-  args.options.recorder = &recorder;
+  options.recorder = &recorder;
   set_output_journal(&journal_temporary);
   install_fatal_signal_handlers();
-  return true;
+  return role;
 }
 
 void isolated_child_finished() noexcept {
   if (g_record) g_record->finished = 1;
 }
 
-nlohmann::json run_in_child(const RunArgs& args, std::size_t index, int& exit_code) {
-  const std::string& graph = args.graphs[index];
+nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
   int fd = -1;
   SharedRecord* record = parent_record(fd);
-  const fs::path report = fs::temp_directory_path() /
-                          ("reel-isolated-" + std::to_string(::getpid()) + "-" + std::to_string(index) + ".json");
+  static std::atomic<int> runs{0};
+  const fs::path report = fs::temp_directory_path() / ("reel-isolated-" + std::to_string(::getpid()) + "-" +
+                                                       std::to_string(runs++) + ".json");
   std::error_code ec;
   fs::remove(report, ec);
+  // The worker's events: a pipe whose write end only the child keeps.
+  int events[2] = {-1, -1};
+  if (request.on_event) {
+    if (::pipe(events) != 0)
+      throw IoError("", std::string("cannot create the event pipe for an isolated run: ") + std::strerror(errno));
+    ::fcntl(events[0], F_SETFD, FD_CLOEXEC);
+  }
 
-  std::vector<std::string> variables = {std::string(kChildVariable) + "=" + std::to_string(fd) + " " +
-                                        std::to_string(index) + " " + report.string()};
+  const std::string role = "record=" + std::to_string(fd) + "\nevents=" + std::to_string(events[1]) +
+                           "\nindex=" + std::to_string(request.graph_index) + "\nreport=" + report.string() +
+                           "\njob=" + request.job;
+  std::vector<std::string> variables = {std::string(kChildVariable) + "=" + role};
   for (char** e = environ; *e; ++e)
     if (std::strncmp(*e, kChildVariable, std::strlen(kChildVariable)) != 0) variables.emplace_back(*e);
-  std::vector<std::string> arguments = args.command_line;
+  std::vector<std::string> arguments = request.argv;
   const std::string engine = fs::read_symlink("/proc/self/exe", ec).string();
   std::vector<char*> argv, envp;
   for (auto& a : arguments) argv.push_back(a.data());
@@ -256,19 +276,46 @@ nlohmann::json run_in_child(const RunArgs& args, std::size_t index, int& exit_co
 
   const std::optional<long long> oom_before = oom_kills();
   pid_t child = 0;
-  if (int rc = ::posix_spawn(&child, engine.c_str(), nullptr, nullptr, argv.data(), envp.data()); rc != 0)
-    throw IoError(engine, "cannot start " + engine + " for an isolated run: " + std::strerror(rc));
+  const int spawned = ::posix_spawn(&child, engine.c_str(), nullptr, nullptr, argv.data(), envp.data());
+  if (events[1] >= 0) ::close(events[1]);
+  if (spawned != 0) {
+    if (events[0] >= 0) ::close(events[0]);
+    throw IoError(engine, "cannot start " + engine + " for an isolated run: " + std::strerror(spawned));
+  }
   int status = 0;
   bool forwarded = false;
+  std::string pending;  // event text up to an incomplete line
+  auto relay = [&](int timeout_ms) {
+    if (events[0] < 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+      return;
+    }
+    pollfd ready{events[0], POLLIN, 0};
+    if (::poll(&ready, 1, timeout_ms) <= 0) return;
+    char buffer[65536];
+    ssize_t n = ::read(events[0], buffer, sizeof buffer);
+    if (n <= 0) {
+      ::close(events[0]);
+      events[0] = -1;
+      return;
+    }
+    pending.append(buffer, static_cast<std::size_t>(n));
+    for (std::size_t end; (end = pending.find('\n')) != std::string::npos;) {
+      request.on_event(pending.substr(0, end));
+      pending.erase(0, end + 1);
+    }
+  };
   for (;;) {
     pid_t done = ::waitpid(child, &status, WNOHANG);
     if (done == child) break;
     if (done < 0 && errno != EINTR) break;
-    // SIGINT from a terminal reaches the child too; a signal sent to this process alone is
-    // passed on, so the child cancels and cleans up as usual.
-    if (cancel_flag() && !forwarded) ::kill(child, SIGTERM), forwarded = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // SIGINT from a terminal reaches the child too; a signal sent to this process alone, or a
+    // worker's cancel, is passed on, so the child cancels and cleans up as usual.
+    if ((cancel_flag() || (request.cancel && request.cancel->load())) && !forwarded)
+      ::kill(child, SIGTERM), forwarded = true;
+    relay(20);
   }
+  while (events[0] >= 0) relay(0);  // what the child wrote before it ended
 
   if (record->finished.load() && WIFEXITED(status)) {
     exit_code = WEXITSTATUS(status);
@@ -277,9 +324,9 @@ nlohmann::json run_in_child(const RunArgs& args, std::size_t index, int& exit_co
     document = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     fs::remove(report, ec);
     if (!document.is_discarded()) return document;
-    spdlog::error("the isolated run of {} wrote no readable report", graph);
+    spdlog::error("the isolated run of {} wrote no readable report", request.label);
     RunResult missing;
-    missing.graph_file = graph;
+    missing.graph_file = request.label;
     missing.failure = Failure{};
     missing.failure->reason = "the isolated run's report could not be read";
     return run_report(missing);
@@ -290,16 +337,23 @@ nlohmann::json run_in_child(const RunArgs& args, std::size_t index, int& exit_co
   const bool oom_killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && oom_before && oom_after &&
                           *oom_after > *oom_before;
   RunResult result;
-  result.graph_file = graph;
-  result.overrides = args.sets;
-  result.failure = crash_failure(*record, status, oom_killed);
+  result.graph_file = request.label;
+  result.overrides = request.sets;
+  if (forwarded && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) {
+    // Cancelled before the child could handle the signal (it was still starting).
+    result.failure = Failure{};
+    result.failure->kind = ErrorKind::cancelled;
+    result.failure->reason = "the run was cancelled";
+  } else {
+    result.failure = crash_failure(*record, status, oom_killed);
+  }
   const int temporaries = std::min(record->temporary_count.load(), kMaxTemporaries);
   for (int i = 0; i < temporaries; ++i) {
     if (fs::remove(record->temporaries[i], ec))
       spdlog::info("removed {}, left by the crashed run", record->temporaries[i]);
   }
   fs::remove(report, ec);
-  spdlog::error("{}: {}", graph, result.failure->detail);
+  spdlog::error("{}: {}", request.label, result.failure->detail);
   print_run_outcome(result);
   exit_code = reel::exit_code(result.failure->kind);
   return run_report(result);

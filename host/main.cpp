@@ -165,6 +165,10 @@ int main(int argc, char** argv) {
                                             "Run jobs read as JSON lines on stdin; print events as JSON "
                                             "lines on stdout");
   worker_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files by default");
+  host::WorkerArgs worker;
+  worker_cmd->add_flag("!--no-isolate", worker.isolate,
+                       "Run jobs in this process instead of one child process per job (faster to start a job, "
+                       "but a plugin that crashes ends the worker)");
   add_run_options(worker_cmd);
 
   std::vector<std::string> listed_dirs;
@@ -232,7 +236,10 @@ int main(int argc, char** argv) {
     return host::command_run(catalog, run);
   }
   if (*plan_cmd) return host::command_plan(catalog, plan_graph_file, sets, options, json);
-  if (*worker_cmd) return host::command_worker(catalog, options, events);
+  if (*worker_cmd) {
+    worker.command_line.assign(argv, argv + argc);
+    return host::command_worker(catalog, options, events, worker);
+  }
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
 #endif

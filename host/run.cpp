@@ -68,7 +68,12 @@ RunResult run_graph_text(PluginCatalog& catalog, const std::string& text, const 
 }
 
 int command_run(PluginCatalog& catalog, RunArgs args) {
-  const bool isolated_child = become_isolated_child(args);
+  const std::optional<ChildRole> child = become_isolated_child(args.options);
+  if (child) {  // one graph of the parent's command line, reported to the parent
+    args.graphs = {args.graphs.at(child->graph_index)};
+    args.report_file = child->report;
+    args.isolate = false;
+  }
   if (args.isolate && std::count(args.graphs.begin(), args.graphs.end(), "-") > 0) {
     std::fprintf(stderr, "reel: --isolate runs graph files; '-' (standard input) cannot be handed to the isolated run\n");
     return exit_code(ErrorKind::usage);
@@ -91,7 +96,12 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
     if (cancel_flag()) break;  // a cancel stops the remaining graphs too
     int code = 0;
     if (args.isolate) {
-      nlohmann::json report = run_in_child(args, i, code);
+      ChildRequest request;
+      request.argv = args.command_line;
+      request.graph_index = i;
+      request.label = args.graphs[i];
+      request.sets = args.sets;
+      nlohmann::json report = run_in_child(request, code);
       outcomes.emplace_back(std::move(report), code);
       continue;
     }
@@ -128,7 +138,7 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
     }
   }
   if (cancel_flag() && code == 0) code = exit_code(ErrorKind::cancelled);
-  if (isolated_child) isolated_child_finished();
+  if (child) isolated_child_finished();
   return code;
 }
 

@@ -7,6 +7,8 @@
 // jobs one after another. Every accepted job gets exactly one final event: `finished`.
 #include "commands.h"
 #include "console.h"
+#include "isolation.h"
+#include "progress.h"
 
 #include <reel/output_file.h>
 #include <reel/runtime/report.h>
@@ -21,6 +23,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +38,7 @@ namespace {
 constexpr int kProtocolVersion = 1;
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 // The event stream (the process's original stdout; see take_stdout_for_events).
 class EventStream {
@@ -187,8 +192,8 @@ class EventObserver : public RunObserver {
 
 class Worker {
  public:
-  Worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events)
-      : catalog_(catalog), defaults_(defaults), events_(events) {}
+  Worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events, const WorkerArgs& args)
+      : catalog_(catalog), defaults_(defaults), events_(events), args_(args) {}
 
   int run() {
     events_.emit({{"event", "hello"},
@@ -239,6 +244,34 @@ class Worker {
   void run_job(Job& job) {
     const std::string label = job.graph.is_string() ? job.graph.get<std::string>() : "job " + job.id.dump();
     events_.emit({{"event", "started"}, {"job", job.id}, {"graph", label}});
+    int code = 0;
+    json report = args_.isolate ? run_job_in_child(job, label, code) : run_job_here(job, label, code);
+    json finished = {{"event", "finished"},
+                     {"job", job.id},
+                     {"status", report.value("status", "failed")},
+                     {"exit_code", code},
+                     {"seconds", report.value("seconds", 0.0)},
+                     {"outputs", report.value("outputs", json::array())},
+                     {"error", report.value("error", json(nullptr))},
+                     {"memory", report.value("memory", json(nullptr))}};
+    if (!job.report.empty()) {
+      try {
+        write_report_file(job.report, report);
+        finished["report"] = job.report;
+      } catch (const std::exception& e) {
+        finished["report_error"] = e.what();
+      }
+    }
+    {
+      // From here a cancel of this id has nothing left to stop, and the id may be used again.
+      std::lock_guard lock(mutex_);
+      running_.reset();
+    }
+    events_.emit(finished);
+  }
+
+  // In this process (--no-isolate): a crash of a plugin ends the worker.
+  json run_job_here(Job& job, const std::string& label, int& code) {
     RunResult result;
     try {
       RunOptions options = defaults_;
@@ -254,36 +287,53 @@ class Worker {
       result.graph_file = label;
       result.failure = classify_exception(std::current_exception());
     }
-    json report;
+    code = result.ok() ? 0 : exit_code(result.failure->kind);
     try {
-      report = run_report(result);
+      return run_report(result);
     } catch (...) {  // never lose the job's final event to a report that cannot be built
       result.failure = classify_exception(std::current_exception());
-      report = {{"status", "failed"}, {"outputs", json::array()}, {"error", failure_json(*result.failure)},
-                {"memory", nullptr}};
+      code = exit_code(result.failure->kind);
+      return {{"status", "failed"}, {"outputs", json::array()}, {"error", failure_json(*result.failure)},
+              {"memory", nullptr}};
     }
-    json finished = {{"event", "finished"},
-                     {"job", job.id},
-                     {"status", report["status"]},
-                     {"exit_code", result.ok() ? 0 : exit_code(result.failure->kind)},
-                     {"seconds", result.seconds},
-                     {"outputs", report["outputs"]},
-                     {"error", report["error"]},
-                     {"memory", report["memory"]}};
-    if (!job.report.empty()) {
-      try {
-        write_report_file(job.report, report);
-        finished["report"] = job.report;
-      } catch (const std::exception& e) {
-        finished["report_error"] = e.what();
+  }
+
+  // In a child process (the default): the child sends the job's events through a pipe, and a
+  // crash loses only this job, reported naming the node.
+  json run_job_in_child(Job& job, const std::string& label, int& code) {
+    static std::atomic<int> jobs{0};
+    const fs::path job_file =
+        fs::temp_directory_path() / ("reel-job-" + std::to_string(::getpid()) + "-" + std::to_string(jobs++) + ".json");
+    try {
+      {
+        std::ofstream out(job_file);
+        out << json({{"id", job.id}, {"graph", job.graph}, {"sets", job.sets}, {"overwrite", job.overwrite}})
+                   .dump(-1, ' ', false, json::error_handler_t::replace);
+        if (!out) throw IoError(job_file.string(), "could not write the job file " + job_file.string());
       }
+      ChildRequest request;
+      request.argv = args_.command_line;
+      request.job = job_file.string();
+      request.label = label;
+      request.sets = job.sets;
+      request.cancel = &job.cancel;
+      request.on_event = [this](const std::string& line) {
+        json event = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!event.is_discarded()) events_.emit(event);
+      };
+      json report = run_in_child(request, code);
+      std::error_code ec;
+      fs::remove(job_file, ec);
+      return report;
+    } catch (...) {
+      std::error_code ec;
+      fs::remove(job_file, ec);
+      RunResult result;
+      result.graph_file = label;
+      result.failure = classify_exception(std::current_exception());
+      code = exit_code(result.failure->kind);
+      return run_report(result);
     }
-    {
-      // From here a cancel of this id has nothing left to stop, and the id may be used again.
-      std::lock_guard lock(mutex_);
-      running_.reset();
-    }
-    events_.emit(finished);
   }
 
   void finish_unstarted(const Job& job, const std::string& why) {
@@ -362,6 +412,9 @@ class Worker {
   void handle_line(std::string line) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) return;
+    if (json_nesting_depth(line) > kMaxJsonDepth)
+      return reject(id_in_broken_line(line), "",
+                    "the line nests arrays and objects more than " + std::to_string(kMaxJsonDepth) + " deep", &line);
     json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (message.is_discarded() || !message.is_object()) {
       return reject(id_in_broken_line(line), "",
@@ -428,6 +481,7 @@ class Worker {
   PluginCatalog& catalog_;
   const RunOptions& defaults_;
   EventStream events_;
+  const WorkerArgs& args_;
 
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -450,8 +504,43 @@ std::FILE* take_stdout_for_events() {
   return events;
 }
 
-int command_worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events) {
-  Worker worker(catalog, defaults, events);
+namespace {
+
+// An isolated child of a worker: runs the one job its parent wrote to a file, sends the job's
+// events through the pipe it was given and writes the run report for the parent.
+int run_isolated_job(PluginCatalog& catalog, RunOptions options, const ChildRole& role) {
+  json job;
+  {
+    std::ifstream in(role.job);
+    job = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  }
+  std::FILE* pipe = ::fdopen(role.events_fd, "w");
+  if (job.is_discarded() || !pipe) {
+    std::fprintf(stderr, "reel: the isolated job %s cannot be read\n", role.job.c_str());
+    return exit_code(ErrorKind::internal);
+  }
+  EventStream events(pipe);
+  EventObserver observer(events, job["id"]);
+  options.observer = &observer;
+  options.cancel = &cancel_flag();
+  options.overwrite_outputs = job.value("overwrite", false);
+  const std::vector<std::string> sets = job.value("sets", std::vector<std::string>{});
+  const json& graph = job["graph"];
+  const std::string label = graph.is_string() ? graph.get<std::string>() : "job " + job["id"].dump();
+  RunResult result = graph.is_string() ? run_graph_file(catalog, label, sets, options)
+                                       : run_graph_text(catalog, graph.dump(), label, sets, options);
+  print_run_outcome(result);
+  write_report_file(role.report, run_report(result));
+  isolated_child_finished();
+  return result.ok() ? 0 : exit_code(result.failure->kind);
+}
+
+}  // namespace
+
+int command_worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events, const WorkerArgs& args) {
+  RunOptions options = defaults;
+  if (auto child = become_isolated_child(options)) return run_isolated_job(catalog, options, *child);
+  Worker worker(catalog, options, events, args);
   return worker.run();
 }
 

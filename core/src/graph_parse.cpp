@@ -59,6 +59,9 @@ class Parser {
   }
 
   GraphSpec parse(const std::string& text) {
+    if (json_nesting_depth(text) > kMaxJsonDepth)
+      fail("", "the file nests arrays and objects more than " + std::to_string(kMaxJsonDepth) + " deep",
+           {}, "A graph needs a few levels; this is not a graph file.");
     nlohmann::json root;
     try {
       root = nlohmann::json::parse(text);
@@ -147,6 +150,25 @@ GraphSpec parse_graph_text(const std::string& text, const std::string& file_labe
   return Parser(file_label).parse(text);
 }
 
+int json_nesting_depth(std::string_view text) noexcept {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 GraphSpec parse_graph_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw GraphError(path, "", "", "cannot read the graph file " + path + ": " + std::strerror(errno));
@@ -189,6 +211,7 @@ nlohmann::json typed_value(const Override& o, const ParamSpec& spec, const std::
                  "--set '" + assignment + "': " + o.param + " takes " + expected + ", not '" + o.value + "'",
                  "`reel describe " + type + "` lists its params.");
   };
+  if (json_nesting_depth(o.value) > kMaxJsonDepth) throw refuse("a value nested at most " + std::to_string(kMaxJsonDepth) + " deep");
   nlohmann::json parsed = nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
   switch (spec.type) {
     case ParamType::string:
@@ -224,8 +247,11 @@ void apply_overrides(GraphSpec& graph, const std::vector<std::string>& assignmen
     }
     const RegisteredType* type = catalog ? catalog->find(node->type) : nullptr;
     if (!type) {
-      nlohmann::json value = nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
-      node->params[o.param] = value.is_discarded() ? nlohmann::json(o.value) : value;  // a bare word is a string
+      // A bare word, or text nested too deep to be read as JSON, is a string.
+      nlohmann::json value = json_nesting_depth(o.value) > kMaxJsonDepth
+                                 ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                 : nlohmann::json::parse(o.value, nullptr, /*allow_exceptions=*/false);
+      node->params[o.param] = value.is_discarded() ? nlohmann::json(o.value) : value;
     } else {
       const auto& params = type->type.params;
       auto spec = std::find_if(params.begin(), params.end(), [&](const ParamSpec& p) { return p.name == o.param; });

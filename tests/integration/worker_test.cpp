@@ -374,10 +374,11 @@ ProcessState state_of(pid_t pid) {
   return s;
 }
 
-// Many small jobs through one worker, a third of them failing in every way a run can fail short
-// of a crash (out of memory, plugin exceptions, bad input, an invalid graph, a bad override, a
-// hostile message, a cancel): every job gets exactly one final event, and afterwards memory,
-// descriptors, threads and child processes are back where they were. REEL_SOAK_JOBS sets the
+// Many small jobs through one worker (isolated, the default), a third of them failing in every
+// way a run can fail (out of memory, plugin exceptions, bad input, an invalid graph, a bad
+// override, a hostile message, a cancel, and crashes: segfault, abort, terminate, exit): every job
+// gets exactly one final event, and afterwards memory, descriptors, threads and child processes
+// (no zombies) are back where they were. REEL_SOAK_JOBS sets the
 // count (bench/worker-soak.sh runs 1,000 and prints the figures).
 TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
   const char* env = std::getenv("REEL_SOAK_JOBS");
@@ -390,6 +391,10 @@ TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
       test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "hostile_message"}}}}),
       test::chain(4, {"test.map"}, {{"m0", {{"emit", "float"}}}}),
       test::chain(4, {"test.map"}, {{"m0", {{"copies", 99}}}}),  // invalid graph
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "segfault"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "load"}, {"fail_with", "abort"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "process"}, {"fail_with", "terminate_thread"}}}}),
+      test::chain(4, {"test.map"}, {{"m0", {{"fail_phase", "finish"}, {"fail_with", "exit0"}}}}),
   };
   auto job = [&](int k) {
     json line = {{"id", k}};
@@ -409,7 +414,7 @@ TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
   ProcessState before = state_of(worker.pid());
 
   std::map<int, int> finals;
-  std::map<std::string, int> statuses;
+  std::map<std::string, int> statuses, failure_kinds;
   for (int k = warm_up; k < warm_up + jobs; ++k) {
     worker.send(job(k));
     if (k % 10 == 3) worker.send(json{{"cancel", k}});  // cancelled queued, running, or already done
@@ -420,6 +425,7 @@ TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
     if (e["event"] != "finished") continue;
     ++finals[e["job"].get<int>()];
     ++statuses[e["status"].get<std::string>()];
+    if (e["error"].is_object()) ++failure_kinds[e["error"]["kind"].get<std::string>()];
     ++done;
   }
   ProcessState after = state_of(worker.pid());
@@ -431,12 +437,47 @@ TEST(WorkerSoak, ManyJobsFailingInEveryWayLeaveTheWorkerAsItWas) {
               jobs, statuses["succeeded"], statuses["failed"], statuses["cancelled"],
               static_cast<unsigned long long>(before.rss_kib), static_cast<unsigned long long>(after.rss_kib),
               before.fds, after.fds, before.threads, after.threads, before.children, after.children);
+  for (const auto& [kind, count] : failure_kinds) std::printf("soak: %d %s\n", count, kind.c_str());
   EXPECT_GT(statuses["failed"], jobs / 4);
   EXPECT_GT(statuses["succeeded"], jobs / 3);
   EXPECT_EQ(after.fds, before.fds);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.children, 0u);
   EXPECT_LT(after.rss_kib, before.rss_kib + 24 * 1024) << "memory is back near its baseline";
+}
+
+// A job whose plugin crashes the process loses only itself: its final event names the node, the
+// next job runs, and --no-isolate is the in-process worker where the same crash ends it.
+TEST(WorkerProtocol, ACrashingJobIsReportedAndTheNextJobRuns) {
+  fs::path dir = test::temp_dir();
+  const json crash = test::chain(5, {"test.map"},
+                                 {{"m0", {{"fail_phase", "process"}, {"fail_with", "segfault"}, {"fail_frame", 1}}},
+                                  {"sink", {{"path", (dir / "crash.txt").string()}}}});
+  WorkerProcess worker;
+  worker.next();
+  worker.send(json{{"id", "crash"}, {"graph", crash}, {"report", (dir / "crash.json").string()}});
+  worker.send(json{{"id", "next"}, {"graph", test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "next.txt").string()}}}})}});
+  json crashed = worker.until_event("finished", "crash");
+  EXPECT_EQ(crashed["status"], "failed");
+  EXPECT_EQ(crashed["exit_code"], 70);
+  EXPECT_EQ(crashed["error"]["node"], "m0");
+  EXPECT_EQ(crashed["error"]["phase"], "process");
+  EXPECT_EQ(crashed["error"]["frame"], 1);
+  EXPECT_NE(crashed["error"]["message"].get<std::string>().find("SIGSEGV"), std::string::npos) << crashed;
+  EXPECT_EQ(json::parse(std::ifstream(dir / "crash.json"))["error"]["node"], "m0");
+  EXPECT_EQ(worker.until_event("finished", "next")["status"], "succeeded");
+  worker.close_input();
+  EXPECT_EQ(worker.wait(), 0);
+  expect_events_match_schema(worker.lines());
+  EXPECT_FALSE(fs::exists(dir / "crash.txt"));
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_EQ(entry.path().string().find("reel-partial"), std::string::npos) << entry.path();
+
+  WorkerProcess in_process({"--no-isolate"});
+  in_process.next();
+  in_process.send(json{{"id", "crash"}, {"graph", crash}});
+  in_process.close_input();
+  EXPECT_EQ(in_process.wait(), 128 + SIGSEGV) << "documented: without isolation a crash ends the worker";
 }
 
 // A plugin printing on stdout cannot corrupt the event stream: its text goes to stderr.

@@ -305,3 +305,28 @@ TEST(GraphOverrides, SetValueIsValidatedLikeTheFile) {
 
 }  // namespace
 }  // namespace reel
+
+namespace reel {
+namespace {
+
+// Found by hand next to the fuzzer (whose inputs are too short to nest this deep): a graph whose
+// params nest 100,000 levels used to overflow the stack in the recursive JSON copy.
+TEST(GraphParse, DeeplyNestedJsonIsRefusedNotACrash) {
+  const int levels = 100000;
+  const std::string deep = std::string(levels, '[') + std::string(levels, ']');
+  EXPECT_EQ(json_nesting_depth(deep), levels);
+  EXPECT_EQ(json_nesting_depth(R"({"a": "[[[[", "b": [{"c": "\"]]"}]})"), 3) << "brackets in strings do not count";
+  const std::string graph = R"({"version": 1, "nodes": [{"id": "a", "type": "test.map", "params": {"x": )" + deep + "}}]}";
+  try {
+    parse_graph_text(graph, "deep.json");
+    FAIL() << "a 100,000-level graph was accepted";
+  } catch (const GraphError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 64 deep"), std::string::npos) << e.what();
+  }
+  GraphSpec ok = parse_graph_text(R"({"version": 1, "nodes": [{"id": "a", "type": "unknown.type"}]})", "ok.json");
+  apply_overrides(ok, {"a.x=" + deep});  // untyped: kept as text, not parsed
+  EXPECT_TRUE(ok.nodes[0].params["x"].is_string());
+}
+
+}  // namespace
+}  // namespace reel

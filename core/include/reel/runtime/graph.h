@@ -9,6 +9,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace reel {
@@ -47,6 +48,12 @@ struct GraphSpec {
   std::vector<NodeSpec> nodes;
   std::vector<std::string> overrides;  // the `node.param=value` assignments applied, in order
 };
+
+// JSON from outside (a graph file, an override, a worker's line) may nest at most this deep: the
+// code that copies and prints JSON is recursive, and 100,000 levels would exhaust the stack.
+inline constexpr int kMaxJsonDepth = 64;
+// How deep `text` nests arrays and objects (brackets inside strings do not count). Never throws.
+int json_nesting_depth(std::string_view text) noexcept;
 
 GraphSpec parse_graph_file(const std::string& path);
 GraphSpec parse_graph_text(const std::string& text, const std::string& file_label);
