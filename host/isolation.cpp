@@ -51,6 +51,7 @@ struct SharedRecord {
     std::atomic<int> phase;
     std::atomic<long long> frame;  // -1: none
   } nodes[kMaxNodes];
+  std::atomic<int> hung_node;  // 1 + the index of a node whose call was hung; 0: none
   std::atomic<int> temporary_count;
   char temporaries[kMaxTemporaries][1024];
 };
@@ -87,6 +88,13 @@ class SharedCallRecorder final : public CallRecorder {
   }
   void leave(int node) noexcept override {
     if (node < kMaxNodes) g_record->nodes[node].calls.fetch_sub(1);
+  }
+  // A hung call cannot be stopped in the process: the parent is told which node it was and this
+  // child ends at once (the parent removes its temporary outputs and reports the timeout).
+  void hung(int node) noexcept override {
+    g_record->hung_node = 1 + std::min(node, kMaxNodes - 1);
+    std::fflush(stderr);
+    ::_exit(124);
   }
 };
 
@@ -175,15 +183,30 @@ std::optional<long long> oom_kills() {
   return std::nullopt;
 }
 
+// The node a hung call was in: its id, type, plugin and the phase and frame of its last call.
+void name_node(Failure& f, const SharedRecord& record, int index) {
+  const auto& n = record.nodes[index];
+  f.node_id = n.id, f.node_type = n.type, f.plugin = n.plugin;
+  f.phase = static_cast<Phase>(n.phase.load());
+  if (n.frame.load() >= 0) f.frame = n.frame.load();
+}
+
+Failure hung_failure(const SharedRecord& record) {
+  Failure f;
+  f.kind = ErrorKind::timeout;
+  name_node(f, record, record.hung_node.load() - 1);
+  f.reason = "a call into the node did not return after its time limit and a grace period; the process running "
+             "the graph was ended";
+  f.detail = f.reason;
+  return f;
+}
+
 Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
   Failure f;
   f.kind = oom_killed ? ErrorKind::out_of_memory : ErrorKind::internal;
   for (int i = 0; i < std::min(record.node_count.load(), kMaxNodes); ++i) {
-    const auto& n = record.nodes[i];
-    if (n.calls.load() <= 0) continue;
-    f.node_id = n.id, f.node_type = n.type, f.plugin = n.plugin;
-    f.phase = static_cast<Phase>(n.phase.load());
-    if (n.frame.load() >= 0) f.frame = n.frame.load();
+    if (record.nodes[i].calls.load() <= 0) continue;
+    name_node(f, record, i);
     break;
   }
   std::string died;
@@ -344,6 +367,8 @@ nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
     result.failure = Failure{};
     result.failure->kind = ErrorKind::cancelled;
     result.failure->reason = "the run was cancelled";
+  } else if (record->hung_node.load() > 0) {
+    result.failure = hung_failure(*record);
   } else {
     result.failure = crash_failure(*record, status, oom_killed);
   }

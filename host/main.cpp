@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   CLI::App app{"reel " REEL_VERSION_STRING
                " - run AI video pipelines described as JSON graphs.\n"
                "Exit codes: 0 ok, 64 usage, 65 invalid graph, 66 bad input, 69 device error, 70 internal error,\n"
-               "74 I/O error, 75 out of memory, 78 plugin error, 130 cancelled (docs/errors.md)."};
+               "74 I/O error, 75 out of memory, 78 plugin error, 124 timed out, 130 cancelled (docs/errors.md)."};
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the subcommand
   app.set_version_flag("--version", std::string("reel ") + REEL_VERSION_STRING);
@@ -115,6 +115,13 @@ int main(int argc, char** argv) {
     cmd->add_option("--oom-retries", options.max_oom_retries, "Degrade-and-retry attempts per node after out of memory")
         ->check(CLI::Range(0, 100))
         ->capture_default_str();
+    cmd->add_option("--node-timeout", options.node_timeout_s,
+                    "Seconds one call into a node (a frame, a model load) may take, for nodes without their own "
+                    "\"timeout\" in the graph (0: no limit)")
+        ->check(CLI::Range(0.0, 1e9));
+    cmd->add_option("--timeout", options.run_timeout_s,
+                    "Seconds a whole graph may take, for graphs without their own \"timeout\" (0: no limit)")
+        ->check(CLI::Range(0.0, 1e9));
   };
 
   host::RunArgs run;

@@ -121,7 +121,11 @@ json graph_schema(const PluginCatalog& catalog) {
                  {"type", {{"enum", types}, {"description", "A node type; `reel plugins` lists them"}}},
                  {"description", {{"type", "string"}}},
                  {"params", {{"type", "object"}}},
-                 {"inputs", {{"type", "object"}}}}}};
+                 {"inputs", {{"type", "object"}}},
+                 {"timeout", {{"type", "number"},
+                              {"exclusiveMinimum", 0},
+                              {"maximum", 1e9},
+                              {"description", "Seconds one call into this node may take (a frame, a model load)"}}}}}};
   if (!per_type.empty()) node["allOf"] = per_type;  // draft 2020-12 forbids an empty allOf
   return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
           {"$id", "reel-graph-v1-" REEL_VERSION_STRING ".schema.json"},
@@ -133,6 +137,8 @@ json graph_schema(const PluginCatalog& catalog) {
            {{"$schema", {{"type", "string"}}},
             {"version", {{"const", 1}}},
             {"description", {{"type", "string"}}},
+            {"timeout",
+             {{"type", "number"}, {"exclusiveMinimum", 0}, {"maximum", 1e9}, {"description", "Seconds the whole run may take"}}},
             {"nodes", {{"type", "array"}, {"minItems", 1}, {"items", node}}}}}};
 }
 

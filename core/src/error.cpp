@@ -22,6 +22,8 @@ const char* to_string(ErrorKind kind) noexcept {
       return "internal error";
     case ErrorKind::usage:
       return "usage error";
+    case ErrorKind::timeout:
+      return "timed out";
   }
   return "internal error";
 }

@@ -63,6 +63,8 @@ int exit_code(ErrorKind kind) noexcept {
       return 130;  // 128 + SIGINT
     case ErrorKind::usage:
       return 64;  // EX_USAGE
+    case ErrorKind::timeout:
+      return 124;  // as timeout(1)
   }
   return 70;
 }
@@ -315,6 +317,10 @@ std::string Failure::user_message() const {
         break;
       case ErrorKind::usage:
         next = "See `reel --help` and docs/graph-format.md for the syntax.";
+        break;
+      case ErrorKind::timeout:
+        next = "If the work is legitimately this long, raise the limit (\"timeout\" in the graph, --node-timeout, "
+               "--timeout); otherwise the node is stuck.";
         break;
       case ErrorKind::internal:
         next = plugin.empty() ? "This is a bug in reel; the log and run report have the full detail."

@@ -72,11 +72,13 @@ class Parser {
     graph.file = file_;
     if (!root.is_object()) fail("", "the graph must be a JSON object with \"version\" and \"nodes\"");
     for (const auto& [key, value] : root.items())
-      if (key != "version" && key != "nodes" && key != "description" && key != "$schema")
-        fail("/" + key, "unknown top-level field '" + key + "'", {}, "allowed: version, nodes, description, $schema");
+      if (key != "version" && key != "nodes" && key != "description" && key != "$schema" && key != "timeout")
+        fail("/" + key, "unknown top-level field '" + key + "'", {},
+             "allowed: version, nodes, description, timeout, $schema");
     if (root.contains("$schema") && !root["$schema"].is_string())
       fail("/$schema", "\"$schema\" must be a string (the schema's path or URL, for editors)");
     check_description(root, "");
+    graph.timeout = read_timeout(root, "");
     if (!root.contains("version")) fail("/version", "the graph has no \"version\"", {}, "add \"version\": 1");
     // A number equal to 1 (1.0 too: JSON Schema compares numbers by value, and so does reel).
     if (!root["version"].is_number() || root["version"].get<double>() != kFormatVersion)
@@ -98,6 +100,18 @@ class Parser {
   }
 
  private:
+  // "timeout": seconds, a positive number (a node's: the longest one call into it may take; the
+  // graph's: the longest the whole run may take).
+  std::optional<double> read_timeout(const nlohmann::json& object, const std::string& pointer,
+                                     const std::string& node = {}) const {
+    if (!object.contains("timeout")) return std::nullopt;
+    const auto& value = object["timeout"];
+    if (!value.is_number() || !(value.get<double>() > 0) || value.get<double>() > 1e9)
+      fail(pointer + "/timeout", "\"timeout\" must be a number of seconds above 0", node,
+           "for example \"timeout\": 600");
+    return value.get<double>();
+  }
+
   void check_description(const nlohmann::json& object, const std::string& pointer, const std::string& node = {}) const {
     if (object.contains("description") && !object["description"].is_string())
       fail(pointer + "/description", "\"description\" must be a string", node);
@@ -113,10 +127,12 @@ class Parser {
       fail(pointer + "/id", "node id '" + spec.id + "' is not valid", spec.id,
            "use letters, digits, '_' and '-', starting with a letter or '_'");
     for (const auto& [key, value] : node.items())
-      if (key != "id" && key != "type" && key != "params" && key != "inputs" && key != "description")
+      if (key != "id" && key != "type" && key != "params" && key != "inputs" && key != "description" &&
+          key != "timeout")
         fail(pointer + "/" + key, "unknown field '" + key + "' in node '" + spec.id + "'", spec.id,
-             "allowed: id, type, params, inputs, description");
+             "allowed: id, type, params, inputs, description, timeout");
     check_description(node, pointer, spec.id);
+    spec.timeout = read_timeout(node, pointer, spec.id);
     if (!node.contains("type") || !node["type"].is_string())
       fail(pointer + "/type", "node '" + spec.id + "' has no string \"type\"", spec.id);
     spec.type = node["type"].get<std::string>();
@@ -183,8 +199,11 @@ nlohmann::json effective_graph_json(const GraphSpec& graph) {
     nlohmann::json inputs = nlohmann::json::object();
     for (const auto& [port, ref] : n.inputs) inputs[port] = ref.node + "." + ref.port;
     nodes.push_back({{"id", n.id}, {"type", n.type}, {"params", n.params}, {"inputs", inputs}});
+    if (n.timeout) nodes.back()["timeout"] = *n.timeout;
   }
-  return {{"version", kFormatVersion}, {"nodes", nodes}};
+  nlohmann::json document = {{"version", kFormatVersion}, {"nodes", nodes}};
+  if (graph.timeout) document["timeout"] = *graph.timeout;
+  return document;
 }
 
 std::string graph_fingerprint(const GraphSpec& graph) {

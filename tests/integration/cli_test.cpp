@@ -731,5 +731,64 @@ TEST(Isolate, AFailingGraphIsReportedAsWithoutIsolationAndStdinIsRefused) {
   EXPECT_EQ(reel_cli({"run", "--isolate", "-"}).exit_code, 64);
 }
 
+// --- Time limits ----------------------------------------------------------------------------------
+
+TEST(TimeLimits, ANodeCallOverItsLimitFailsTheRunNamingTheNode) {
+  fs::path dir = test::temp_dir();
+  json slow = test::chain(4, {"test.map"}, {{"m0", {{"delay_us", 400000}}}, {"sink", {{"path", (dir / "slow.txt").string()}}}});
+  slow["nodes"][1]["timeout"] = 0.1;
+  fs::path graph = write_graph(slow, "slow.json");
+  fs::path good = write_graph(test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}), "good.json");
+  Outcome o = reel_cli({"run", "--no-progress", graph.string(), good.string(), "--report", (dir / "r.json").string()});
+  EXPECT_EQ(o.exit_code, 124) << o.err;
+  EXPECT_TRUE(contains(o.err, "timed out in node \"m0\" (test.map, libreel_testkit.so) at frame 0")) << o.err;
+  EXPECT_TRUE(contains(o.err, "time limit of 0.1 s")) << o.err;
+  EXPECT_FALSE(fs::exists(dir / "slow.txt"));
+  EXPECT_TRUE(fs::exists(dir / "good.txt"));
+  json reports = json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(reports[0]["error"]["kind"], "timed out");
+  EXPECT_EQ(reports[0]["error"]["exit_code"], 124);
+  EXPECT_EQ(reports[0]["error"]["node"], "m0");
+  EXPECT_EQ(reports[1]["status"], "succeeded");
+}
+
+TEST(TimeLimits, TheCommandLineSetsTheLimitsOfGraphsWithoutTheirOwn) {
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(40, {"test.map"}, {{"m0", {{"delay_us", 30000}}}}));
+  Outcome run = reel_cli({"run", "--no-progress", graph.string(), "--timeout", "0.3"});
+  EXPECT_EQ(run.exit_code, 124) << run.err;
+  EXPECT_TRUE(contains(run.err, "the run took longer than its time limit of 0.3 s")) << run.err;
+  Outcome node = reel_cli({"run", "--no-progress", graph.string(), "--node-timeout", "0.01"});
+  EXPECT_EQ(node.exit_code, 124) << node.err;
+  EXPECT_TRUE(contains(node.err, "in node \"m0\"")) << node.err;
+  json own = test::chain(40, {"test.map"}, {{"m0", {{"delay_us", 30000}}}});
+  own["nodes"][1]["timeout"] = 5;
+  Outcome graph_wins = reel_cli({"run", "--no-progress", write_graph(own, "own.json").string(), "--node-timeout", "0.01"});
+  EXPECT_EQ(graph_wins.exit_code, 0) << "the graph's own limit wins: " << graph_wins.err;
+}
+
+TEST(TimeLimits, AHungCallEndsTheIsolatedRunWhichIsNamedAndTheNextGraphRuns) {
+  fs::path dir = test::temp_dir();
+  json hang = test::chain(5, {"test.map"},
+                          {{"m0", {{"fail_phase", "process"}, {"fail_with", "hang"}, {"fail_frame", 1}}},
+                           {"sink", {{"path", (dir / "hang.txt").string()}}}});
+  hang["nodes"][1]["timeout"] = 0.2;
+  fs::path graph = write_graph(hang, "hang.json");
+  fs::path good = write_graph(test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}), "good.json");
+  Outcome o = reel_cli({"run", "--isolate", "--no-progress", graph.string(), good.string(), "--report",
+                        (dir / "r.json").string()});
+  EXPECT_EQ(o.exit_code, 124) << o.err;
+  EXPECT_TRUE(contains(o.err, "timed out in node \"m0\" (test.map, libreel_testkit.so) at frame 1")) << o.err;
+  EXPECT_TRUE(contains(o.err, "has not returned from process of frame 1")) << o.err;
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"good.txt", "r.json"}));
+  json reports = json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(reports[0]["error"]["kind"], "timed out");
+  EXPECT_EQ(reports[0]["error"]["node"], "m0");
+  EXPECT_EQ(reports[1]["status"], "succeeded");
+}
+
 }  // namespace
 }  // namespace reel

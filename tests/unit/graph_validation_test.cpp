@@ -330,3 +330,36 @@ TEST(GraphParse, DeeplyNestedJsonIsRefusedNotACrash) {
 
 }  // namespace
 }  // namespace reel
+
+namespace reel {
+namespace {
+
+TEST(GraphParse, TimeoutsArePositiveSecondsAndPartOfTheFingerprint) {
+  auto graph = [](const std::string& node_timeout, const std::string& run_timeout) {
+    return R"({"version": 1)" + (run_timeout.empty() ? "" : R"(, "timeout": )" + run_timeout) +
+           R"(, "nodes": [{"id": "a", "type": "t")" + (node_timeout.empty() ? "" : R"(, "timeout": )" + node_timeout) +
+           "}]}";
+  };
+  GraphSpec plain = parse_graph_text(graph("", ""), "g.json");
+  EXPECT_FALSE(plain.timeout);
+  EXPECT_FALSE(plain.nodes[0].timeout);
+  GraphSpec limited = parse_graph_text(graph("2.5", "600"), "g.json");
+  EXPECT_EQ(limited.nodes[0].timeout, 2.5);
+  EXPECT_EQ(limited.timeout, 600);
+  EXPECT_NE(graph_fingerprint(plain), graph_fingerprint(limited));
+  for (const auto& [node, run, pointer] : {std::tuple<std::string, std::string, std::string>{"0", "", "/nodes/0/timeout"},
+                                           {"-1", "", "/nodes/0/timeout"},
+                                           {"\"10\"", "", "/nodes/0/timeout"},
+                                           {"", "0", "/timeout"},
+                                           {"", "true", "/timeout"}}) {
+    try {
+      parse_graph_text(graph(node, run), "g.json");
+      ADD_FAILURE() << "accepted timeout " << node << run;
+    } catch (const GraphError& e) {
+      EXPECT_EQ(e.pointer(), pointer);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace reel

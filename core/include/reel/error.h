@@ -19,6 +19,7 @@ enum class ErrorKind {
   cancelled,      // the user or a signal stopped the run
   internal,       // anything else: a bug, in a plugin or in reel
   usage,          // the command line or job request is wrong (a --set, an option): fix the command
+  timeout,        // a call into a node, or the whole run, took longer than its time limit
 };
 
 const char* to_string(ErrorKind kind) noexcept;

@@ -7,4 +7,4 @@
 // change that breaks a compiled plugin; bump the minor number when adding something a plugin may
 // use (a host refuses a plugin that needs a newer minor than it has).
 #define REEL_ABI_MAJOR 5
-#define REEL_ABI_MINOR 0
+#define REEL_ABI_MINOR 1

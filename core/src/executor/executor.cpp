@@ -88,6 +88,7 @@ class RunMonitor {
       while (!done_) {
         peak_ = std::max<std::uint64_t>(peak_, host_rss_bytes());
         if (run_.cancel_requested() && !run_.stopping) run_.fail(cancelled_failure());
+        check_time_limits();
         wake_.wait_for(lock, std::chrono::milliseconds(20));
       }
     });
@@ -106,6 +107,61 @@ class RunMonitor {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
+  // A call over its node's limit, or a run over its own, fails the run (which cancels it). A call
+  // still running a grace period later (as long as the limit, 1 to 60 s) is hung: logged, and
+  // handed to the CallRecorder, which may end the process (an isolated run).
+  void check_time_limits() {
+    const auto now = Clock::now();
+    const double elapsed = std::chrono::duration<double>(now - started_).count();
+    if (run_.run_timeout_s > 0 && elapsed > run_.run_timeout_s && !run_.stopping) {
+      Failure f;
+      f.kind = ErrorKind::timeout;
+      f.reason = "the run took longer than its time limit of " + seconds_text(run_.run_timeout_s);
+      run_.fail(std::move(f));
+    }
+    const bool run_over = run_.run_timeout_s > 0 && elapsed > run_.run_timeout_s + grace(run_.run_timeout_s);
+    if (!run_.nodes_ready || hung_reported_) return;
+    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    for (auto& node : run_.nodes) {
+      NodeRun& n = *node;
+      for (int i = 0; i < n.call_slot_count; ++i) {
+        const std::int64_t started = n.call_slots[i].started_ns.load();
+        if (started == 0) continue;
+        const double running = static_cast<double>(now_ns - started) * 1e-9;
+        const Phase phase = static_cast<Phase>(n.call_slots[i].phase.load());
+        const std::int64_t frame = n.call_slots[i].frame.load();
+        if (n.timeout_s > 0 && running > n.timeout_s && !run_.stopping) {
+          Failure f;
+          f.kind = ErrorKind::timeout;
+          f.reason = std::string("one call (") + to_string(phase) + ") took longer than the node's time limit of " +
+                     seconds_text(n.timeout_s);
+          attribute(f, n, phase, frame >= 0 ? std::optional<std::int64_t>(frame) : std::nullopt);
+          run_.fail(std::move(f));
+        }
+        const bool node_over = n.timeout_s > 0 && running > n.timeout_s + grace(n.timeout_s);
+        if (node_over || run_over) {
+          hung_reported_ = true;
+          spdlog::error("node {} ({}) has not returned from {}{} after {}; it is hung and cannot be stopped in this "
+                        "process{}",
+                        n.id, n.type->type.name, to_string(phase),
+                        frame >= 0 ? " of frame " + std::to_string(frame) : std::string(), seconds_text(running),
+                        run_.options.recorder ? "" : " (run with --isolate to have it ended)");
+          if (run_.options.recorder) run_.options.recorder->hung(n.index);
+          return;
+        }
+      }
+    }
+  }
+
+  static double grace(double limit) { return std::clamp(limit, 1.0, 60.0); }
+  static std::string seconds_text(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g s", seconds);
+    return text;
+  }
+
   static std::uint64_t kernel_peak_rss() {
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);)
@@ -114,6 +170,8 @@ class RunMonitor {
   }
 
   RunState& run_;
+  Clock::time_point started_ = Clock::now();
+  bool hung_reported_ = false;
   std::uint64_t peak_;
   bool exact_peak_ = false;
   std::mutex mutex_;
@@ -140,6 +198,9 @@ void build_nodes(RunState& run, const ResolvedGraph& graph) {
     n->params = r.params;
     n->outputs.resize(r.type->type.outputs.size());
     n->next_output_index.assign(r.type->type.outputs.size(), 0);
+    n->timeout_s = r.spec->timeout ? *r.spec->timeout : run.options.node_timeout_s;
+    n->call_slot_count = r.type->type.inputs.empty() ? 1 : std::max(1, r.type->type.concurrency);
+    n->call_slots = std::make_unique<NodeRun::CallSlot[]>(static_cast<std::size_t>(n->call_slot_count));
     run.nodes.push_back(std::move(n));
   }
   for (std::size_t i = 0; i < graph.nodes.size(); ++i)
@@ -154,6 +215,7 @@ void build_nodes(RunState& run, const ResolvedGraph& graph) {
       run.nodes[producer]->outputs[producer_port].push_back(edge.get());
       run.edges.push_back(std::move(edge));
     }
+  run.nodes_ready = true;
 }
 
 void fail_configure(RunState& run, NodeRun& n, Failure f) {
@@ -370,6 +432,7 @@ RunResult execute(const GraphSpec& graph, const PluginCatalog& catalog, const Ru
   result.memory_before = sample_memory();
 
   RunState run(options);
+  run.run_timeout_s = graph.timeout ? *graph.timeout : options.run_timeout_s;
   RunMonitor monitor(run);
   try {
     ResolvedGraph resolved = resolve_graph(graph, catalog);

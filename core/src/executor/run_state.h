@@ -5,6 +5,7 @@
 #include <reel/runtime/executor.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -40,6 +41,18 @@ struct NodeRun {
   std::vector<MemoryEstimate> estimate;
   std::atomic<NodeState> state{NodeState::created};
 
+  // Time limit of one call (seconds; 0: none) and the calls now running: when each started
+  // (steady clock, ns; 0: free slot), in which phase, on which frame. One slot per call the node
+  // may have at once (its concurrency).
+  struct CallSlot {
+    std::atomic<std::int64_t> started_ns{0};
+    std::atomic<int> phase{0};
+    std::atomic<std::int64_t> frame{-1};
+  };
+  double timeout_s = 0;
+  std::unique_ptr<CallSlot[]> call_slots;
+  int call_slot_count = 0;
+
   // Scheduling state, guarded by `mutex`. Every produce/process/finish call takes a ticket;
   // results are committed to the output edges strictly in ticket order, so a node with
   // concurrency > 1 still emits in input order.
@@ -74,6 +87,9 @@ struct RunState {
   // new work. Also the flag nodes see through Emitter::cancelled().
   std::atomic<bool> stopping{false};
   int threads = 0, torch_threads = 0;  // set by stream_frames
+  // Set once `nodes` is complete; the monitor thread reads the nodes only after.
+  std::atomic<bool> nodes_ready{false};
+  double run_timeout_s = 0;  // the graph's "timeout", else RunOptions::run_timeout_s
 
   void fail(Failure failure) {
     std::lock_guard lock(failure_mutex);
@@ -97,11 +113,26 @@ struct RunState {
 // this object: put around every call into a node.
 class InNode {
  public:
-  InNode(const RunState& run, const NodeRun& node, Phase phase, std::optional<std::int64_t> frame = std::nullopt) noexcept
+  InNode(const RunState& run, NodeRun& node, Phase phase, std::optional<std::int64_t> frame = std::nullopt) noexcept
       : recorder_(run.options.recorder), node_(node.index) {
     if (recorder_) recorder_->enter(node_, phase, frame);
+    if (node.timeout_s <= 0) return;
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    for (int i = 0; i < node.call_slot_count; ++i) {
+      std::int64_t free = 0;
+      NodeRun::CallSlot& candidate = node.call_slots[i];
+      if (candidate.started_ns.compare_exchange_strong(free, now)) {
+        candidate.phase = static_cast<int>(phase);
+        candidate.frame = frame ? *frame : -1;
+        slot_ = &candidate;
+        break;
+      }
+    }
   }
   ~InNode() {
+    if (slot_) slot_->started_ns = 0;
     if (recorder_) recorder_->leave(node_);
   }
   InNode(const InNode&) = delete;
@@ -110,6 +141,7 @@ class InNode {
  private:
   CallRecorder* recorder_;
   int node_;
+  NodeRun::CallSlot* slot_ = nullptr;
 };
 
 // Fills where a failure happened from the node it happened in.

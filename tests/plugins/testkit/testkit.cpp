@@ -146,6 +146,8 @@ class FaultyNode : public reel::Node {
       Throws guard;
       throw std::runtime_error("unwinding");
     }
+    if (fail_with_ == "hang")  // never returns, and ignores cancellation
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     if (fail_with_ == "exit0") std::exit(0);
     if (fail_with_ == "exit3") std::exit(3);
     throw std::logic_error("unknown fail_with " + fail_with_);
@@ -335,7 +337,7 @@ std::vector<reel::ParamSpec> fault_params() {
       ParamSpec::choice("fail_with", "runtime_error",
                         {"c10_oom", "bad_alloc", "c10_error", "runtime_error", "non_std", "script_oom", "cuda_error",
                          "bad_input", "io", "invalid_param", "long_message", "hostile_message", "null_what",
-                         "segfault", "abort", "terminate_thread", "throwing_destructor", "exit0", "exit3"},
+                         "segfault", "abort", "terminate_thread", "throwing_destructor", "exit0", "exit3", "hang"},
                         "What is thrown"),
       ParamSpec::integer("fail_times", -1, "How many times the fault fires; -1: every time").range(-1, std::nullopt),
       ParamSpec::boolean("degradable", false, "degrade() returns true (out-of-memory retries)"),

@@ -46,6 +46,10 @@ class CallRecorder {
                      const std::vector<std::string>& plugins) noexcept = 0;
   virtual void enter(int node, Phase phase, std::optional<std::int64_t> frame) noexcept = 0;
   virtual void leave(int node) noexcept = 0;
+  // A call into `node` has not returned within its time limit and a grace period after it (as
+  // long again, 1 to 60 s): it is hung, and only ending the process stops it. Called once, from the
+  // executor's monitor thread. By default nothing happens: the run waits for the call.
+  virtual void hung(int node) noexcept { (void)node; }
 };
 
 struct RunOptions {
@@ -56,6 +60,11 @@ struct RunOptions {
   int threads = 0;
   int torch_threads = 0;  // libtorch intra-op threads; 0: cores / min(threads, cores), at least 1
   int max_oom_retries = 3;                     // degrade-and-retry attempts per node after out of memory
+  // Time limits in seconds, 0: none. A node's: the longest one call into it (a frame, a model
+  // load) may take, for nodes without their own "timeout" in the graph. The run's: for a graph
+  // without its own "timeout". On expiry the run fails with ErrorKind::timeout and is cancelled.
+  double node_timeout_s = 0;
+  double run_timeout_s = 0;
   std::optional<std::uint64_t> memory_budget;  // refuse to run when estimates exceed it
   RunObserver* observer = nullptr;
   const std::atomic<bool>* cancel = nullptr;  // set by a signal handler or a worker

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,12 +42,14 @@ struct NodeSpec {
   nlohmann::json params = nlohmann::json::object();
   std::map<std::string, PortRef> inputs;  // input port -> producer's output port
   std::string pointer;                    // "/nodes/3"
+  std::optional<double> timeout;          // seconds one call into the node may take ("timeout")
 };
 
 struct GraphSpec {
   std::string file;  // as given by the user ("<inline>" for text, "-" for stdin)
   std::vector<NodeSpec> nodes;
   std::vector<std::string> overrides;  // the `node.param=value` assignments applied, in order
+  std::optional<double> timeout;       // seconds the whole run may take ("timeout")
 };
 
 // JSON from outside (a graph file, an override, a worker's line) may nest at most this deep: the
