@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "console.h"
 #include "isolation.h"
+#include "job.h"
 #include "progress.h"
 
 #include <reel/output_file.h>
@@ -58,106 +59,6 @@ class EventStream {
   std::FILE* out_;
   std::atomic<bool> closed_{false};
 };
-
-struct Job {
-  json id;
-  json graph;  // a path (string) or an inline graph document (object)
-  std::vector<std::string> sets;
-  bool overwrite = false;
-  std::string report;
-  std::atomic<bool> cancel{false};
-};
-
-// The "id" of a line that is not valid JSON (cut short, a stray comma), when it can still be read,
-// so the client learns which of its jobs was refused; null when it cannot. Only a key of the outer
-// object counts (an inline graph's nodes have ids too), and the value must be a whole string or
-// integer.
-json id_in_broken_line(const std::string& line) {
-  int depth = 0;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (c == '{' || c == '[') ++depth;
-    if (c == '}' || c == ']') --depth;
-    if (c != '"') continue;
-    // A string: find its end, skipping escapes.
-    std::size_t end = i + 1;
-    while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
-    if (end >= line.size()) return nullptr;
-    const bool is_id_key = depth == 1 && line.compare(i, end - i + 1, "\"id\"") == 0;
-    i = end;
-    if (!is_id_key) continue;
-    std::size_t colon = line.find_first_not_of(" \t", end + 1);
-    if (colon == std::string::npos || line[colon] != ':') continue;
-    std::size_t start = line.find_first_not_of(" \t", colon + 1);
-    if (start == std::string::npos) return nullptr;
-    std::size_t stop = start;
-    if (line[start] == '"') {
-      stop = start + 1;
-      while (stop < line.size() && line[stop] != '"') stop += line[stop] == '\\' ? 2 : 1;
-      if (stop >= line.size()) return nullptr;
-      ++stop;
-    } else {
-      if (line[stop] == '-') ++stop;
-      while (stop < line.size() && line[stop] >= '0' && line[stop] <= '9') ++stop;
-    }
-    json value = json::parse(line.substr(start, stop - start), nullptr, /*allow_exceptions=*/false);
-    return value.is_string() || value.is_number_integer() ? value : json(nullptr);
-  }
-  return nullptr;
-}
-
-// A line that cannot become a job: the field at fault (empty: the whole line) and why.
-struct Rejection {
-  std::string field, message;
-};
-
-const char* const kJobFields = "id, graph, set, overwrite, report";
-
-std::shared_ptr<Job> parse_job(const json& line, bool default_overwrite) {
-  auto job = std::make_shared<Job>();
-  if (line.contains("id")) {
-    if (!line["id"].is_string() && !line["id"].is_number_integer())
-      throw Rejection{"id", "\"id\" must be a string or an integer"};
-    job->id = line["id"];
-  }
-  for (const auto& [key, value] : line.items())
-    if (key != "id" && key != "graph" && key != "set" && key != "overwrite" && key != "report")
-      throw Rejection{key, "unknown field '" + key + "'; a job has " + kJobFields};
-  if (!line.contains("graph")) throw Rejection{"graph", "the job has no \"graph\" (a graph file's path, or a graph)"};
-  const json& graph = line["graph"];
-  if (!(graph.is_string() && !graph.get<std::string>().empty()) && !graph.is_object())
-    throw Rejection{"graph", "\"graph\" must be a graph file's path or a graph document (an object)"};
-  job->graph = graph;
-  if (line.contains("set")) {
-    if (!line["set"].is_array()) throw Rejection{"set", "\"set\" must be an array of \"node.param=value\" strings"};
-    for (const auto& entry : line["set"]) {
-      if (!entry.is_string())
-        throw Rejection{"set", "\"set\" must be an array of \"node.param=value\" strings, not " + entry.dump()};
-      try {
-        parse_override(entry.get<std::string>());
-      } catch (const Error& e) {
-        throw Rejection{"set", e.what()};
-      }
-      job->sets.push_back(entry.get<std::string>());
-    }
-  }
-  job->overwrite = default_overwrite;
-  if (line.contains("overwrite")) {
-    if (!line["overwrite"].is_boolean()) throw Rejection{"overwrite", "\"overwrite\" must be true or false"};
-    job->overwrite = line["overwrite"].get<bool>();
-  }
-  if (line.contains("report")) {
-    if (!line["report"].is_string() || line["report"].get<std::string>().empty())
-      throw Rejection{"report", "\"report\" must be a file path"};
-    job->report = line["report"].get<std::string>();
-    try {
-      OutputFile check(job->report, /*overwrite=*/true);  // folder exists and is writable, not a folder itself
-    } catch (const Error& e) {
-      throw Rejection{"report", std::string(e.what()) + (e.hint().empty() ? "" : ". " + e.hint())};
-    }
-  }
-  return job;
-}
 
 class EventObserver : public RunObserver {
  public:
