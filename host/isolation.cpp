@@ -51,7 +51,10 @@ struct SharedRecord {
     std::atomic<int> phase;
     std::atomic<long long> frame;  // -1: none
   } nodes[kMaxNodes];
-  std::atomic<int> hung_node;  // 1 + the index of a node whose call was hung; 0: none
+  std::atomic<int> hung_node;     // 1 + the index of a node whose call was hung; 0: none
+  std::atomic<int> crashed_node;  // 1 + the index of the node the crashing thread was in; 0: none
+  std::atomic<int> crashed_phase;
+  std::atomic<long long> crashed_frame;
   std::atomic<int> temporary_count;
   char temporaries[kMaxTemporaries][1024];
 };
@@ -66,6 +69,12 @@ void copy_text(char* to, std::size_t size, const std::string& from) {
 // --- the child --------------------------------------------------------------------------------
 
 SharedRecord* g_record = nullptr;
+
+// The call the current thread is in, so the fatal-signal handler (which runs on the thread that
+// crashed: a segfault, an abort) names that node, not another one running at the same time.
+thread_local int t_node = -1;
+thread_local int t_phase = 0;
+thread_local long long t_frame = -1;
 
 class SharedCallRecorder final : public CallRecorder {
  public:
@@ -85,9 +94,11 @@ class SharedCallRecorder final : public CallRecorder {
     n.phase = static_cast<int>(phase);
     n.frame = frame ? *frame : -1;
     n.calls.fetch_add(1);
+    t_node = node, t_phase = static_cast<int>(phase), t_frame = frame ? *frame : -1;
   }
   void leave(int node) noexcept override {
     if (node < kMaxNodes) g_record->nodes[node].calls.fetch_sub(1);
+    t_node = -1;
   }
   // A hung call cannot be stopped in the process: the parent is told which node it was and this
   // child ends at once (the parent removes its temporary outputs and reports the timeout).
@@ -122,6 +133,11 @@ void write_text(const char* text) { [[maybe_unused]] auto n = ::write(STDERR_FIL
 // start-up, so it does not load libgcc here). Then the signal's default action ends the process,
 // so the parent sees which signal it was.
 extern "C" void on_fatal_signal(int signal) {
+  if (g_record && t_node >= 0) {
+    g_record->crashed_phase = t_phase;
+    g_record->crashed_frame = t_frame;
+    g_record->crashed_node = 1 + t_node;
+  }
   write_text("reel: fatal signal ");
   const char* name = signal_name(signal);
   write_text(name ? name : "?");
@@ -204,10 +220,19 @@ Failure hung_failure(const SharedRecord& record) {
 Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
   Failure f;
   f.kind = oom_killed ? ErrorKind::out_of_memory : ErrorKind::internal;
-  for (int i = 0; i < std::min(record.node_count.load(), kMaxNodes); ++i) {
-    if (record.nodes[i].calls.load() <= 0) continue;
-    name_node(f, record, i);
-    break;
+  if (const int crashed = record.crashed_node.load(); crashed > 0) {
+    // The thread that crashed was in this call.
+    name_node(f, record, crashed - 1);
+    f.phase = static_cast<Phase>(record.crashed_phase.load());
+    f.frame.reset();
+    if (record.crashed_frame.load() >= 0) f.frame = record.crashed_frame.load();
+  } else {
+    // exit() or a thread the executor does not know: the first node in a call, if any.
+    for (int i = 0; i < std::min(record.node_count.load(), kMaxNodes); ++i) {
+      if (record.nodes[i].calls.load() <= 0) continue;
+      name_node(f, record, i);
+      break;
+    }
   }
   std::string died;
   if (WIFSIGNALED(status)) {

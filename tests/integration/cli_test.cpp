@@ -684,9 +684,21 @@ TEST_P(IsolatedCrash, IsSurvivedNamedCleanedUpAndTheNextGraphRuns) {
       "crash.json");
   fs::path good = write_graph(test::chain(5, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}),
                               "good.json");
-  Outcome o = reel_cli({"run", "--isolate", "--no-progress", crash.string(), good.string(), "--report",
-                        (dir / "report.json").string()});
+  fs::path log = test::temp_dir("log") / "log.jsonl";
+  Outcome o = reel_cli({"--log-format", "json", "--log-file", log.string(), "--log-level", "info", "run", "--isolate",
+                        "--no-progress", crash.string(), good.string(), "--report", (dir / "report.json").string()});
   EXPECT_EQ(o.exit_code, 70) << o.err;
+  // Parent and child log to the same file: every line is whole JSON, and the crash is in it.
+  int log_lines = 0;
+  bool crash_logged = false;
+  for (const std::string& line : test::read_lines(log)) {
+    json entry = json::parse(line, nullptr, false);
+    EXPECT_FALSE(entry.is_discarded()) << line;
+    ++log_lines;
+    crash_logged |= contains(line, "crash.json") && contains(line, "the process running the graph");
+  }
+  EXPECT_GT(log_lines, 0);
+  EXPECT_TRUE(crash_logged) << "the log names the crashed graph";
   EXPECT_TRUE(contains(o.err, "in node \"m0\" (test.map, libreel_testkit.so) at frame 2")) << o.err;
   EXPECT_TRUE(contains(o.err, words)) << o.err;
   EXPECT_TRUE(contains(o.err, "2 graphs: 1 succeeded, 1 failed")) << o.err;
