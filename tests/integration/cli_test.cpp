@@ -660,6 +660,22 @@ TEST(PluginCache, RebuiltWhenALibraryChangesAndRunLoadsOnlyThePluginsItUses) {
   EXPECT_TRUE(contains(broken.err, "libreel_test_versioned.so")) << broken.err;
 }
 
+// A refused library is never cached: it is tried, and reported, by every command.
+TEST(PluginCache, ARefusedLibraryIsReportedEveryTimeAndNeverCached) {
+  const fs::path cache_file = test::temp_dir("cache") / "plugins.json";
+  const std::string cache = "REEL_PLUGIN_CACHE=" + cache_file.string();
+  const std::string bad = std::string(REEL_BAD_PLUGIN_DIR) + "/bad_abi";
+  for (int run = 0; run < 2; ++run) {
+    Outcome o = reel_cli({"--plugin-path", bad, "plugins", "--json"}, "/dev/null", {cache});
+    ASSERT_EQ(o.exit_code, 0) << o.err;
+    const json listed = json::parse(o.out);
+    ASSERT_EQ(listed["refused"].size(), 1u) << "run " << run << ": " << o.out;
+    EXPECT_TRUE(contains(listed["refused"][0]["reason"].get<std::string>(), "ABI")) << o.out;
+  }
+  EXPECT_TRUE(fs::exists(cache_file)) << "the other libraries were cached";
+  EXPECT_FALSE(contains(slurp(cache_file), "bad_abi")) << "a refused library was cached";
+}
+
 TEST(PluginCache, AnUnreadableCacheIsRebuilt) {
   const fs::path cache_file = test::temp_dir("cache") / "plugins.json";
   test::write_file(cache_file, "{ not json");
