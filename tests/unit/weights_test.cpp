@@ -223,6 +223,14 @@ TEST(PyTorchCheckpointTest, RefusesAContainerReachedTwiceInsteadOfExpandingIt) {
   EXPECT_NE(refusal(file).find("appears twice"), std::string::npos);
 }
 
+// The unpickled list holds itself: a cycle of shared pointers that would outlive the refusal
+// unless the reader breaks it (the sanitizer build's LeakSanitizer reports such a leak).
+TEST(PyTorchCheckpointTest, AListHoldingItselfIsRefusedAndFreed) {
+  fs::path file = test::temp_dir() / "cyclic.pth";
+  test::python_fixture("cyclic " + file.string());
+  EXPECT_NE(refusal(file).find("'loop.0' is a container that appears twice"), std::string::npos) << refusal(file);
+}
+
 TEST(PyTorchCheckpointTest, RefusesTheLegacyFormatSayingHowToResave) {
   fs::path file = test::temp_dir() / "legacy.pth";
   test::python_fixture("legacy " + file.string());

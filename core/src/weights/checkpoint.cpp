@@ -37,6 +37,22 @@ std::shared_ptr<MappedFile> MappedFile::open(const fs::path& path) {
   file->path_ = path;
   file->size_ = static_cast<std::uint64_t>(st.st_size);
   if (file->size_ > 0) {
+#ifdef REEL_WEIGHTS_HEAP_FILES
+    // Fuzzing builds: the file is read into a heap block of exactly its size, so that
+    // AddressSanitizer reports any read past its end (a mapping rounds up to whole pages of zeros,
+    // which would hide a reader that trusts a length it should have checked).
+    file->data_ = static_cast<std::uint8_t*>(std::malloc(file->size_));
+    std::uint64_t done = 0;
+    while (file->data_ && done < file->size_) {
+      ssize_t n = ::read(fd, file->data_ + done, file->size_ - done);
+      if (n <= 0) break;
+      done += static_cast<std::uint64_t>(n);
+    }
+    if (done != file->size_) {
+      ::close(fd);
+      throw IoError(path.string(), "cannot read the file");
+    }
+#else
     void* p = ::mmap(nullptr, file->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int err = errno;
@@ -44,13 +60,18 @@ std::shared_ptr<MappedFile> MappedFile::open(const fs::path& path) {
       throw IoError(path.string(), std::string("cannot map the file: ") + std::strerror(err));
     }
     file->data_ = static_cast<std::uint8_t*>(p);
+#endif
   }
   ::close(fd);
   return file;
 }
 
 MappedFile::~MappedFile() {
+#ifdef REEL_WEIGHTS_HEAP_FILES
+  std::free(data_);
+#else
   if (data_) ::munmap(data_, size_);
+#endif
 }
 
 at::Tensor view_bytes(const std::shared_ptr<MappedFile>& file, const std::uint8_t* bytes,

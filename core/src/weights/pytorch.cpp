@@ -166,7 +166,8 @@ Value::~Value() {
   }
 }
 
-ValuePtr make(auto x) { return std::make_shared<Value>(Value{std::move(x)}); }
+template <typename T>
+ValuePtr make(T x) { return std::make_shared<Value>(Value{std::move(x)}); }
 
 const std::map<std::string, at::ScalarType>& storage_types() {
   static const std::map<std::string, at::ScalarType> types{
@@ -201,6 +202,17 @@ std::string opcode_name(std::uint8_t op) {
 class Unpickler {
  public:
   Unpickler(const fs::path& path, const std::uint8_t* data, std::uint64_t size) : path_(path), p_(data), end_(data + size) {}
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
+  // Through the memo a pickle can APPEND a list to itself (torch.save writes exactly that for a
+  // list that holds itself): a cycle of shared pointers that nothing would free. Every list and
+  // dict still alive when the unpickler goes is emptied, which breaks any cycle; so the unpickler
+  // must outlive every use of what run() returned.
+  ~Unpickler() {
+    std::vector<ValuePtr> children;
+    for (const auto& weak : containers_)
+      if (ValuePtr container = weak.lock()) take_children(*container, children);
+  }
 
   ValuePtr run() {
     while (true) {
@@ -335,6 +347,7 @@ class Unpickler {
 
   void push(ValuePtr v) {
     if (stack_.size() > 1'000'000) fail("its stack grows beyond a million values");
+    if (std::holds_alternative<List>(v->v) || std::holds_alternative<Dict>(v->v)) containers_.push_back(v);
     stack_.push_back(std::move(v));
   }
   ValuePtr pop() {
@@ -425,6 +438,7 @@ class Unpickler {
   const std::uint8_t* end_;
   std::vector<ValuePtr> stack_;
   std::map<std::uint64_t, ValuePtr> memo_;
+  std::vector<std::weak_ptr<Value>> containers_;  // every list and dict made, for ~Unpickler
 };
 
 // ---- the checkpoint ----
@@ -538,7 +552,8 @@ std::shared_ptr<const Checkpoint::Source> open_pytorch(const fs::path& path) {
     if (std::string(reinterpret_cast<const char*>(order->data), order->size) != "little")
       refuse(path, "stores its tensors big-endian, which reel does not read", "re-save it on a little-endian machine");
   const ZipEntry* pickle = zip.find(*prefix + "data.pkl");
-  ValuePtr root = Unpickler(path, pickle->data, pickle->size).run();
+  Unpickler unpickler(path, pickle->data, pickle->size);
+  const ValuePtr root = unpickler.run();
   FlattenState state;
   flatten(zip, *prefix, *source, root, "", 0, state);
   if (source->records.empty()) refuse(path, "holds no tensors");

@@ -162,7 +162,9 @@ std::shared_ptr<const Checkpoint::Source> open_safetensors(const fs::path& path)
   };
   std::vector<Placed> placed;
   std::map<std::string, std::pair<TensorRecord, Entry>> parsed;
-  for (const auto& [name, info] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();
+    const nlohmann::json& info = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& why) { refuse(path, "tensor '" + name + "': " + why); };
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
