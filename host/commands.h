@@ -11,6 +11,7 @@
 #include <reel/runtime/graph.h>
 #include <reel/runtime/plugin_catalog.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -43,6 +44,7 @@ struct RunArgs {
   std::string report_file;
   bool progress = true;
   bool isolate = false;                   // each graph in a child process (isolation.h)
+  std::uint64_t memory_limit = 0;         // bytes per isolated child (memory_cgroup.h); 0: none
   std::vector<std::string> command_line;  // this process's arguments, for the isolated children
   RunOptions options;
 };
@@ -56,6 +58,7 @@ int command_plan(PluginCatalog& catalog, const std::string& graph, const std::ve
 std::FILE* take_stdout_for_events();
 struct WorkerArgs {
   bool isolate = true;                    // each job in a child process (isolation.h)
+  std::uint64_t memory_limit = 0;         // bytes per isolated child (memory_cgroup.h); 0: none
   std::vector<std::string> command_line;  // this process's arguments, for those children
 };
 int command_worker(PluginCatalog& catalog, const RunOptions& options, std::FILE* events, const WorkerArgs& args);

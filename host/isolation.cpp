@@ -2,6 +2,7 @@
 
 #include "commands.h"
 #include "console.h"
+#include "memory_cgroup.h"
 #include "progress.h"
 
 #include <reel/runtime/output_journal.h>
@@ -184,21 +185,6 @@ SharedRecord* parent_record(int& fd) {
   return record;
 }
 
-// The kernel's count of out-of-memory kills in this process's cgroup (v2), when it can be read.
-std::optional<long long> oom_kills() {
-  std::ifstream cgroup("/proc/self/cgroup");
-  std::string line, path;
-  while (std::getline(cgroup, line))
-    if (line.rfind("0::", 0) == 0) path = line.substr(3);
-  std::ifstream events("/sys/fs/cgroup" + path + "/memory.events");
-  for (std::string key; events >> key;) {
-    long long value = 0;
-    events >> value;
-    if (key == "oom_kill") return value;
-  }
-  return std::nullopt;
-}
-
 // The node a hung call was in: its id, type, plugin and the phase and frame of its last call.
 void name_node(Failure& f, const SharedRecord& record, int index) {
   const auto& n = record.nodes[index];
@@ -217,7 +203,8 @@ Failure hung_failure(const SharedRecord& record) {
   return f;
 }
 
-Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
+// `memory_limit`: the child's cgroup limit when it had one (0: none).
+Failure crash_failure(const SharedRecord& record, int status, bool oom_killed, std::uint64_t memory_limit) {
   Failure f;
   f.kind = oom_killed ? ErrorKind::out_of_memory : ErrorKind::internal;
   if (const int crashed = record.crashed_node.load(); crashed > 0) {
@@ -240,14 +227,20 @@ Failure crash_failure(const SharedRecord& record, int status, bool oom_killed) {
     died = std::string("the process running the graph was killed by ") +
            (name ? name : "signal " + std::to_string(WTERMSIG(status)));
     if (oom_killed) died += " from the kernel's out-of-memory killer";
+    if (oom_killed && memory_limit)
+      died += " at its memory limit of " + std::to_string(memory_limit / (1024 * 1024)) + " MiB (--memory-limit)";
   } else {
     died = "the process running the graph exited with code " + std::to_string(WEXITSTATUS(status)) +
            (WEXITSTATUS(status) == 0 ? " (success)" : "") + " before the run finished (exit() called by a plugin?)";
   }
   f.reason = died;
   if (f.node_id.empty()) f.reason += "; no node code was running (reel itself, or a thread a plugin started)";
-  f.detail = died + (WIFSIGNALED(status) ? "; its backtrace is in the log (stderr)" : "");
-  if (oom_killed) f.hint = "Try a lower resolution or a smaller tile, or give the job more memory.";
+  // SIGKILL (the OOM killer, a user) cannot be caught: no handler ran to print a backtrace.
+  const bool has_backtrace = WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL;
+  f.detail = died + (has_backtrace ? "; its backtrace is in the log (stderr)" : "");
+  if (oom_killed)
+    f.hint = memory_limit ? "Raise --memory-limit, or try a lower resolution or a smaller tile."
+                          : "Try a lower resolution or a smaller tile, or give the job more memory.";
   return f;
 }
 
@@ -296,8 +289,11 @@ nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
   int fd = -1;
   SharedRecord* record = parent_record(fd);
   static std::atomic<int> runs{0};
-  const fs::path report = fs::temp_directory_path() / ("reel-isolated-" + std::to_string(::getpid()) + "-" +
-                                                       std::to_string(runs++) + ".json");
+  const std::string run_name = "reel-" + std::to_string(::getpid()) + "-" + std::to_string(runs++);
+  const fs::path report = fs::temp_directory_path() / (run_name + ".json");
+  // Made before the child starts: a limit that cannot be applied fails the run, not the machine.
+  std::optional<ChildCgroup> cgroup;
+  if (request.memory_limit) cgroup.emplace(run_name, request.memory_limit);
   std::error_code ec;
   fs::remove(report, ec);
   // The worker's events: a pipe whose write end only the child keeps.
@@ -322,13 +318,25 @@ nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
   for (auto& v : variables) envp.push_back(v.data());
   envp.push_back(nullptr);
 
-  const std::optional<long long> oom_before = oom_kills();
+  const std::optional<long long> oom_before = own_cgroup_oom_kills();
   pid_t child = 0;
   const int spawned = ::posix_spawn(&child, engine.c_str(), nullptr, nullptr, argv.data(), envp.data());
   if (events[1] >= 0) ::close(events[1]);
   if (spawned != 0) {
     if (events[0] >= 0) ::close(events[0]);
     throw IoError(engine, "cannot start " + engine + " for an isolated run: " + std::strerror(spawned));
+  }
+  if (cgroup) {
+    // posix_spawn returns once the child has executed reel-engine, before it has loaded a plugin
+    // or read its graph: everything that matters is charged to the cgroup.
+    try {
+      cgroup->add(child);
+    } catch (...) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, nullptr, 0);
+      if (events[0] >= 0) ::close(events[0]);
+      throw;
+    }
   }
   int status = 0;
   bool forwarded = false;
@@ -381,9 +389,13 @@ nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
   }
 
   // The child died before it finished: name what was running, remove what it was writing.
-  const std::optional<long long> oom_after = oom_kills();
-  const bool oom_killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && oom_before && oom_after &&
-                          *oom_after > *oom_before;
+  // With a cgroup of its own, its count is the child's alone; otherwise this process's cgroup's
+  // count rose while the child died by SIGKILL (another OOM kill there at the same moment would
+  // be taken for the child's).
+  const std::optional<long long> oom_after = own_cgroup_oom_kills();
+  const bool oom_killed =
+      WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+      (cgroup ? cgroup->oom_kills() > 0 : oom_before && oom_after && *oom_after > *oom_before);
   RunResult result;
   result.graph_file = request.label;
   result.overrides = request.sets;
@@ -395,7 +407,7 @@ nlohmann::json run_in_child(const ChildRequest& request, int& exit_code) {
   } else if (record->hung_node.load() > 0) {
     result.failure = hung_failure(*record);
   } else {
-    result.failure = crash_failure(*record, status, oom_killed);
+    result.failure = crash_failure(*record, status, oom_killed, request.memory_limit);
   }
   const int temporaries = std::min(record->temporary_count.load(), kMaxTemporaries);
   for (int i = 0; i < temporaries; ++i) {

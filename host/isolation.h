@@ -4,13 +4,15 @@
 // std::terminate, exit()) takes down only that graph. The child keeps a record in memory shared with the parent: which node code is
 // running (node, phase, frame) and which temporary output files exist. When the child dies before
 // it says it finished, the parent names the node from that record, removes those files, writes
-// the graph's report and goes on with the next graph.
+// the graph's report and goes on with the next graph. With a memory limit the child runs in a
+// memory cgroup of its own (memory_cgroup.h).
 
 #include <reel/runtime/executor.h>
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -43,6 +45,7 @@ struct ChildRequest {
   std::vector<std::string> sets;
   std::function<void(const std::string& line)> on_event;  // gets each event line the child sends; null: none
   const std::atomic<bool>* cancel = nullptr;             // passed on to the child as SIGTERM (as is a signal)
+  std::uint64_t memory_limit = 0;  // bytes the child may use, swap included (a cgroup of its own); 0: no limit
 };
 // Runs the child and waits for it. Returns its run report (a synthesized one after a crash, which
 // is also printed and whose temporary outputs are removed) and sets `exit_code`.

@@ -19,29 +19,10 @@
 #endif
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
 namespace {
-
-// "8G", "512M", "1.5GiB", "1000000": bytes.
-std::uint64_t parse_size(const std::string& text) {
-  std::size_t used = 0;
-  double value = std::stod(text, &used);
-  std::string unit = text.substr(used);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (!unit.empty() && unit.back() == 'B') unit.pop_back();
-  if (unit.size() == 2 && unit[1] == 'I') unit.pop_back();
-  double scale = unit.empty()  ? 1
-                 : unit == "K" ? 1024.0
-                 : unit == "M" ? 1024.0 * 1024
-                 : unit == "G" ? 1024.0 * 1024 * 1024
-                 : unit == "T" ? 1024.0 * 1024 * 1024 * 1024
-                               : -1;
-  if (scale < 0 || value < 0) throw std::invalid_argument("not a size");
-  return static_cast<std::uint64_t>(value * scale);
-}
 
 #ifndef REEL_ENGINE
 // Replaces this process with reel-engine, found beside this executable, with the same arguments
@@ -103,7 +84,7 @@ int main(int argc, char** argv) {
   };
 
   RunOptions options;
-  std::string max_memory;
+  std::uint64_t max_memory = 0;
   auto add_run_options = [&](CLI::App* cmd) {
     cmd->add_option("--edge-capacity", options.edge_capacity, "Frames that may wait on one edge")
         ->check(CLI::Range(1, 1024))
@@ -111,7 +92,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--threads", options.threads, "Worker threads (0: as many as the graph's nodes can use at once)")->check(CLI::Range(0, 1024));
     cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / min(threads, cores))")
         ->check(CLI::Range(0, 1024));
-    cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)");
+    cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)")
+        ->transform(CLI::AsSizeValue(false));
     cmd->add_option("--oom-retries", options.max_oom_retries, "Degrade-and-retry attempts per node after out of memory")
         ->check(CLI::Range(0, 100))
         ->capture_default_str();
@@ -124,6 +106,15 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 1e9));
   };
 
+  const char* const memory_limit_help =
+      "Memory each graph's child process may use, swap included (its own memory cgroup: needs root or a delegated "
+      "cgroup); a child that goes over is killed by the kernel and its graph fails as out of memory";
+  // After AsSizeValue, which turns "8G" into a number of bytes.
+  const CLI::Validator at_least_a_mebibyte(
+      [](std::string& bytes) {
+        return std::stoull(bytes) >= (1u << 20) ? std::string() : std::string("under 1 MiB nothing can run");
+      },
+      "at least 1MiB");
   host::RunArgs run;
   CLI::App* run_cmd = app.add_subcommand("run",
                                          "Run graphs one after another in this process; a failed graph does "
@@ -133,9 +124,14 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files");
   run_cmd->add_option("--report", run.report_file, "Write the run report JSON here (an array for several graphs)");
   run_cmd->add_flag("!--no-progress", run.progress, "Do not print progress");
-  run_cmd->add_flag("--isolate", run.isolate,
-                    "Run each graph in a child process: a plugin that crashes the process (segfault, abort, "
-                    "exit) loses only its graph, which is reported naming the node, and the next graph runs");
+  CLI::Option* isolate = run_cmd->add_flag(
+      "--isolate", run.isolate,
+      "Run each graph in a child process: a plugin that crashes the process (segfault, abort, exit) loses only its "
+      "graph, which is reported naming the node, and the next graph runs");
+  run_cmd->add_option("--memory-limit", run.memory_limit, memory_limit_help)
+      ->transform(CLI::AsSizeValue(false))
+      ->check(at_least_a_mebibyte)
+      ->needs(isolate);
   add_run_options(run_cmd);
 
   std::vector<std::string> graphs, sets;
@@ -173,9 +169,14 @@ int main(int argc, char** argv) {
                                             "lines on stdout");
   worker_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace existing output files by default");
   host::WorkerArgs worker;
-  worker_cmd->add_flag("!--no-isolate", worker.isolate,
-                       "Run jobs in this process instead of one child process per job (faster to start a job, "
-                       "but a plugin that crashes ends the worker)");
+  CLI::Option* no_isolate =
+      worker_cmd->add_flag("!--no-isolate", worker.isolate,
+                           "Run jobs in this process instead of one child process per job (faster to start a job, "
+                           "but a plugin that crashes ends the worker)");
+  worker_cmd->add_option("--memory-limit", worker.memory_limit, memory_limit_help)
+      ->transform(CLI::AsSizeValue(false))
+      ->check(at_least_a_mebibyte)
+      ->excludes(no_isolate);
   add_run_options(worker_cmd);
 
   std::vector<std::string> listed_dirs;
@@ -196,13 +197,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     if (std::count(run.graphs.begin(), run.graphs.end(), "-") + std::count(graphs.begin(), graphs.end(), "-") > 1)
       throw CLI::ValidationError("graphs", "'-' (standard input) can be given once");
-    if (!max_memory.empty()) options.memory_budget = parse_size(max_memory);
+    if (max_memory) options.memory_budget = max_memory;
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 64;  // EX_USAGE
-  } catch (const std::invalid_argument&) {
-    std::fprintf(stderr, "reel: --max-memory '%s' is not a size such as 8G or 512M\n", max_memory.c_str());
-    return 64;
   }
 
 #ifndef REEL_ENGINE

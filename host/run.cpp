@@ -3,6 +3,7 @@
 
 #include "console.h"
 #include "isolation.h"
+#include "memory_cgroup.h"
 #include "progress.h"
 
 #include <reel/output_file.h>
@@ -78,7 +79,10 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
     std::fprintf(stderr, "reel: --isolate runs graph files; '-' (standard input) cannot be handed to the isolated run\n");
     return exit_code(ErrorKind::usage);
   }
-  // A report that cannot be written is found now, not after a long run.
+  // A memory limit that cannot be applied, or a report that cannot be written, is found now, not
+  // after a long run.
+  if (args.isolate && args.memory_limit)
+    if (const int code = check_memory_limit(args.memory_limit)) return code;
   if (!args.report_file.empty()) {
     try {
       OutputFile check(args.report_file, /*overwrite=*/true);
@@ -101,6 +105,7 @@ int command_run(PluginCatalog& catalog, RunArgs args) {
       request.graph_index = i;
       request.label = args.graphs[i];
       request.sets = args.sets;
+      request.memory_limit = args.memory_limit;
       nlohmann::json report = run_in_child(request, code);
       outcomes.emplace_back(std::move(report), code);
       continue;

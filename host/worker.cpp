@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "console.h"
 #include "isolation.h"
+#include "memory_cgroup.h"
 #include "job.h"
 #include "progress.h"
 
@@ -218,6 +219,7 @@ class Worker {
       request.label = label;
       request.sets = job.sets;
       request.cancel = &job.cancel;
+      request.memory_limit = args_.memory_limit;
       request.on_event = [this](const std::string& line) {
         json event = json::parse(line, nullptr, /*allow_exceptions=*/false);
         if (!event.is_discarded()) events_.emit(event);
@@ -441,6 +443,8 @@ int run_isolated_job(PluginCatalog& catalog, RunOptions options, const ChildRole
 int command_worker(PluginCatalog& catalog, const RunOptions& defaults, std::FILE* events, const WorkerArgs& args) {
   RunOptions options = defaults;
   if (auto child = become_isolated_child(options)) return run_isolated_job(catalog, options, *child);
+  if (args.memory_limit)
+    if (const int code = check_memory_limit(args.memory_limit)) return code;
   Worker worker(catalog, options, events, args);
   return worker.run();
 }

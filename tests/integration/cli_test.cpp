@@ -759,6 +759,65 @@ TEST(Isolate, AFailingGraphIsReportedAsWithoutIsolationAndStdinIsRefused) {
   EXPECT_EQ(reel_cli({"run", "--isolate", "-"}).exit_code, 64);
 }
 
+// The memory cgroups under this process's own (cgroup v1's memory hierarchy, as on the machines
+// the suite runs on) named for a reel process that no longer exists: what a run left behind.
+std::vector<std::string> orphaned_reel_cgroups() {
+  std::string own;
+  std::ifstream groups("/proc/self/cgroup");
+  for (std::string line; std::getline(groups, line);)
+    if (line.find(":memory:") != std::string::npos) own = line.substr(line.find(":memory:") + 8);
+  std::vector<std::string> orphans;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path("/sys/fs/cgroup/memory") / fs::path(own).relative_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("reel-", 0) != 0 || !entry.is_directory()) continue;
+    const std::string pid = name.substr(5, name.find('-', 5) - 5);
+    if (!fs::exists("/proc/" + pid)) orphans.push_back(name);
+  }
+  return orphans;
+}
+
+// The kernel's OOM killer, held to the child by --memory-limit (a memory cgroup of its own): the
+// graph fails as out of memory naming the node that was loading its model, its partial output is
+// removed, the next graph runs in a fresh child, and no cgroup is left behind.
+TEST(Isolate, AChildOverItsMemoryLimitIsKilledReportedAsOutOfMemoryAndTheNextGraphRuns) {
+  fs::path dir = test::temp_dir();
+  fs::path big = write_graph(test::chain(4, {"test.map"},
+                                         {{"m0", {{"model_mib", 1024}}}, {"sink", {{"path", (dir / "big.txt").string()}}}}),
+                             "big.json");
+  fs::path good = write_graph(test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}),
+                              "good.json");
+  Outcome o = reel_cli({"run", "--isolate", "--memory-limit", "256M", "--no-progress", big.string(), good.string(),
+                        "--report", (dir / "report.json").string()});
+  EXPECT_EQ(o.exit_code, 75) << o.err;
+  EXPECT_TRUE(contains(o.err, "in node \"m0\" (test.map, libreel_testkit.so)")) << o.err;
+  EXPECT_TRUE(contains(o.err, "killed by SIGKILL from the kernel's out-of-memory killer at its memory limit of 256 MiB"))
+      << o.err;
+  EXPECT_TRUE(contains(o.err, "Raise --memory-limit")) << o.err;
+  json reports = json::parse(slurp(dir / "report.json"));
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0]["error"]["kind"], "out of memory");
+  EXPECT_EQ(reports[0]["error"]["node"], "m0");
+  EXPECT_EQ(reports[0]["error"]["phase"], "load");
+  EXPECT_EQ(reports[1]["status"], "succeeded");
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"good.txt", "report.json"}));
+  EXPECT_EQ(orphaned_reel_cgroups(), std::vector<std::string>{});
+}
+
+TEST(Isolate, AMemoryLimitNeedsIsolationAndASize) {
+  EXPECT_EQ(reel_cli({"run", "x.json", "--memory-limit", "1G"}).exit_code, 64);
+  EXPECT_EQ(reel_cli({"run", "x.json", "--isolate", "--memory-limit", "lots"}).exit_code, 64);
+  Outcome zero = reel_cli({"run", "x.json", "--isolate", "--memory-limit", "0"});
+  EXPECT_EQ(zero.exit_code, 64);
+  EXPECT_TRUE(contains(zero.err, "under 1 MiB")) << zero.err;
+  Outcome worker = reel_cli({"worker", "--no-isolate", "--memory-limit", "1G"}, "/dev/null");
+  EXPECT_EQ(worker.exit_code, 64);
+  EXPECT_TRUE(contains(worker.err, "--memory-limit")) << worker.err;
+}
+
 // --- Time limits ----------------------------------------------------------------------------------
 
 TEST(TimeLimits, ANodeCallOverItsLimitFailsTheRunNamingTheNode) {
