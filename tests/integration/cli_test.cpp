@@ -783,15 +783,15 @@ std::vector<std::string> orphaned_reel_cgroups() {
 TEST(Isolate, AChildOverItsMemoryLimitIsKilledReportedAsOutOfMemoryAndTheNextGraphRuns) {
   fs::path dir = test::temp_dir();
   fs::path big = write_graph(test::chain(4, {"test.map"},
-                                         {{"m0", {{"model_mib", 1024}}}, {"sink", {{"path", (dir / "big.txt").string()}}}}),
+                                         {{"m0", {{"model_mib", 3072}}}, {"sink", {{"path", (dir / "big.txt").string()}}}}),
                              "big.json");
   fs::path good = write_graph(test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "good.txt").string()}}}}),
                               "good.json");
-  Outcome o = reel_cli({"run", "--isolate", "--memory-limit", "256M", "--no-progress", big.string(), good.string(),
+  Outcome o = reel_cli({"run", "--isolate", "--memory-limit", "1G", "--no-progress", big.string(), good.string(),
                         "--report", (dir / "report.json").string()});
   EXPECT_EQ(o.exit_code, 75) << o.err;
   EXPECT_TRUE(contains(o.err, "in node \"m0\" (test.map, libreel_testkit.so)")) << o.err;
-  EXPECT_TRUE(contains(o.err, "killed by SIGKILL from the kernel's out-of-memory killer at its memory limit of 256 MiB"))
+  EXPECT_TRUE(contains(o.err, "killed by SIGKILL from the kernel's out-of-memory killer at its memory limit of 1024 MiB"))
       << o.err;
   EXPECT_TRUE(contains(o.err, "Raise --memory-limit")) << o.err;
   json reports = json::parse(slurp(dir / "report.json"));

@@ -484,17 +484,17 @@ TEST(WorkerProtocol, ACrashingJobIsReportedAndTheNextJobRuns) {
 // reported as out of memory; the worker and its next job do not notice.
 TEST(WorkerProtocol, AJobOverTheMemoryLimitFailsAsOutOfMemoryAndTheNextJobRuns) {
   fs::path dir = test::temp_dir();
-  WorkerProcess worker({"--memory-limit", "300MiB"});
+  WorkerProcess worker({"--memory-limit", "1200MiB"});  // a job of an ASan build needs about 0.5 GiB
   worker.next();
   worker.send(json{{"id", "big"},
                    {"graph", test::chain(3, {"test.map"},
-                                         {{"m0", {{"model_mib", 2048}}}, {"sink", {{"path", (dir / "big.txt").string()}}}})}});
+                                         {{"m0", {{"model_mib", 3072}}}, {"sink", {{"path", (dir / "big.txt").string()}}}})}});
   worker.send(json{{"id", "next"}, {"graph", test::chain(3, {"test.map"}, {{"sink", {{"path", (dir / "next.txt").string()}}}})}});
   json big = worker.until_event("finished", "big");
   EXPECT_EQ(big["exit_code"], 75) << big;
   EXPECT_EQ(big["error"]["kind"], "out of memory") << big;
   EXPECT_EQ(big["error"]["node"], "m0");
-  EXPECT_NE(big["error"]["message"].get<std::string>().find("memory limit of 300 MiB"), std::string::npos) << big;
+  EXPECT_NE(big["error"]["message"].get<std::string>().find("memory limit of 1200 MiB"), std::string::npos) << big;
   EXPECT_EQ(worker.until_event("finished", "next")["status"], "succeeded");
   worker.close_input();
   EXPECT_EQ(worker.wait(), 0);
