@@ -17,6 +17,7 @@ extern "C" {
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 namespace reel::ffmpeg {
 
@@ -56,6 +57,11 @@ int rotation_of(const AVStream* stream) {
 
 Decoder::Decoder(const std::string& path, int out_width, int out_height)
     : state_(std::make_unique<State>()), path_(path), out_width_(out_width), out_height_(out_height) {
+  open();
+}
+
+void Decoder::open() {
+  const std::string& path = path_;
   auto bad = [&](const std::string& why, std::string hint = {}) {
     return BadInputError(path + ": " + why, std::move(hint));
   };
@@ -110,14 +116,14 @@ std::int64_t Decoder::ticks(std::int64_t count, Rational rate) const {
   return av_rescale_q_rnd(count, period, base, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
 }
 
-std::optional<Decoder::Picture> Decoder::next() {
+bool Decoder::receive() {
   State& s = *state_;
   while (!s.ended) {
     int rc = avcodec_receive_frame(s.codec, s.frame);
     if (rc == 0) break;
     if (rc == AVERROR_EOF) {
       s.ended = true;
-      return std::nullopt;
+      return false;
     }
     if (rc != AVERROR(EAGAIN))
       throw BadInputError(path_ + ": frame " + std::to_string(decoded_) + " cannot be decoded (" + av_error(rc) + ")",
@@ -141,7 +147,73 @@ std::optional<Decoder::Picture> Decoder::next() {
     }
     av_packet_unref(s.packet);
   }
-  if (s.ended) return std::nullopt;
+  return !s.ended;
+}
+
+std::optional<Decoder::Picture> Decoder::next() {
+  if (held_) {
+    held_ = false;
+    return convert();
+  }
+  if (!receive()) return std::nullopt;
+  return convert();
+}
+
+std::int64_t Decoder::frame_index(std::int64_t pts) const {
+  const AVRational base{static_cast<int>(info_.time_base.num), static_cast<int>(info_.time_base.den)};
+  const AVRational period{static_cast<int>(info_.fps.den), static_cast<int>(info_.fps.num)};
+  return av_rescale_q_rnd(pts, base, period, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
+}
+
+bool Decoder::seek_near(std::int64_t index) {
+  State& s = *state_;
+  AVStream* stream = s.format->streams[s.stream];
+  // Only where a timestamp says which frame it is: a constant rate (the real frame rate is the
+  // average) and no frame missing (the header's frame count fills the stream's duration). MKV
+  // and WebM headers state no frame count, and a variable-rate MKV has frames on a grid with gaps
+  // in it: those are decoded from the start.
+  if (stream->nb_frames <= 0 || stream->duration <= 0 || stream->avg_frame_rate.num <= 0 ||
+      av_cmp_q(stream->r_frame_rate, stream->avg_frame_rate) != 0 ||
+      std::llabs(frame_index(stream->duration) - stream->nb_frames) > 1)
+    return false;
+  const std::int64_t start = stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time;
+  if (av_seek_frame(s.format, s.stream, start + ticks(index, info_.fps), AVSEEK_FLAG_BACKWARD) < 0) return false;
+  avcodec_flush_buffers(s.codec);
+  s.flushing = s.ended = false;
+  while (receive()) {
+    const std::int64_t pts = s.frame->best_effort_timestamp;
+    if (pts == AV_NOPTS_VALUE) return false;
+    const std::int64_t at = frame_index(pts - start);
+    // Off the grid (not a constant rate after all), or past the frame (the seek overshot): only
+    // a decode from the start can say which frame this is.
+    if (ticks(at, info_.fps) != pts - start || at > index) return false;
+    if (at == index) {
+      held_ = true;
+      decoded_ = index;
+      return true;
+    }
+    av_frame_unref(s.frame);
+  }
+  return false;
+}
+
+bool Decoder::skip_to(std::int64_t index) {
+  if (index <= decoded_) return true;
+  if (seek_near(index)) return true;
+  // From the start again, counting frames as they come.
+  state_ = std::make_unique<State>();
+  held_ = false;
+  decoded_ = 0;
+  open();
+  for (; decoded_ < index; ++decoded_) {
+    if (!receive()) return false;
+    av_frame_unref(state_->frame);
+  }
+  return true;
+}
+
+Decoder::Picture Decoder::convert() {
+  State& s = *state_;
 
   // Convert to packed RGB at the output size (before rotation: the scaler sees stored pixels).
   bool sideways = info_.rotation == 90 || info_.rotation == 270;

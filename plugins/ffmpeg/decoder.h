@@ -42,14 +42,28 @@ class Decoder {
     std::int64_t duration = 0;  // in time_base units; 0 when the container does not say
   };
   std::optional<Picture> next();
+  // Moves to frame `index` (0-based, in display order) before the first next(), so that next()
+  // returns that frame. A stream with a constant rate and a frame count in its header (MP4, MOV)
+  // is entered at the keyframe before it (a seek) when the frames decoded from there lie exactly
+  // on the rate's grid; any other stream, or a seek that lands anywhere else, is decoded from its
+  // start. Either way the skipped frames are not
+  // converted, and the frame returned is the one a decode from the start would give. False when
+  // the stream ends before `index`.
+  bool skip_to(std::int64_t index);
   // `count` periods of `rate` (count / rate seconds) in time_base units, rounded to the nearest:
   // the precision at which the container stores timestamps.
   std::int64_t ticks(std::int64_t count, Rational rate) const;
-  std::int64_t frames_decoded() const noexcept { return decoded_; }
 
  private:
+  void open();
+  bool receive();  // decodes the next frame into the state's frame; false at the end
+  Picture convert();
+  bool seek_near(std::int64_t index);
+  std::int64_t frame_index(std::int64_t pts) const;  // a timestamp from the stream's start, in frames
+
   struct State;
   std::unique_ptr<State> state_;
+  bool held_ = false;  // the state's frame holds the next frame (left there by a seek)
   VideoInfo info_;
   std::string path_;
   int out_width_ = 0, out_height_ = 0;

@@ -72,7 +72,12 @@ class VideoSource : public Node {
     return {{"cpu", 0, static_cast<std::uint64_t>(stream_.width) * stream_.height * 3 * 4}};
   }
 
-  void load() override { decoder_ = std::make_unique<Decoder>(path_, width_, height_); }
+  void load() override {
+    decoder_ = std::make_unique<Decoder>(path_, width_, height_);
+    // To `start` through the keyframe before it where the stream allows, frame-exactly either way.
+    // A stream that ends first gives no frame, which finish_stream() reports.
+    decoder_->skip_to(start_);
+  }
 
   bool produce(Emitter& out) override {
     if (count_ >= 0 && emitted_ >= count_) return finish_stream();
@@ -85,7 +90,7 @@ class VideoSource : public Node {
                                            " its header states; the rest are left out (re-mux the file to fix it)");
         return false;
       }
-      auto picture = next_after_start();
+      auto picture = decoder_->next();
       if (!picture) return finish_stream();
       out.emit(std::move(picture->image));
       ++emitted_;
@@ -96,7 +101,7 @@ class VideoSource : public Node {
     // and WebM), so the output grid is rounded the same way before comparing: a stream read at
     // its own rate then maps 1:1, and no frame is dropped or doubled by a rounding difference.
     if (!started_) {
-      pending_ = next_after_start();
+      pending_ = decoder_->next();
       if (!pending_) return finish_stream();
       origin_ = pending_->pts;
       started_ = true;
@@ -122,12 +127,6 @@ class VideoSource : public Node {
   }
 
  private:
-  std::optional<Decoder::Picture> next_after_start() {
-    while (decoder_->frames_decoded() < start_)
-      if (!decoder_->next()) return std::nullopt;
-    return decoder_->next();
-  }
-
   // A stream that ends short of the length its header promised is a truncated file: say so
   // instead of handing on fewer frames than the graph was planned for.
   bool finish_stream() {

@@ -367,6 +367,35 @@ TEST(SourceVideoFps, VariableRateMapsEachOutputFrameToTheInputOfItsTimeSlot) {
   }
 }
 
+// `start` enters a constant-rate stream at the keyframe before it (x264 and VP9 with a keyframe
+// every 10 frames; every FFV1 frame is one) and a variable-rate stream by decoding from its start:
+// the frames are those of a decode from the start, in every container, on and around keyframes.
+TEST(SourceVideo, StartIsFrameExactThroughKeyframesAndInVariableRateStreams) {
+  fs::path dir = test::temp_dir("seek");
+  for (const auto& c : kContainers) {
+    const Container gop{c.extension, c.codec + " -g 10"};
+    fs::path clip = numbered_clip(dir, "gop", gop, "24", 60);
+    for (int start : {1, 9, 10, 11, 37, 58}) {
+      auto frames = test::source_frames("source.video", {{"path", clip.string()}, {"start", start}, {"count", 3}});
+      std::vector<int> expected;
+      for (int n = start; n < std::min(start + 3, 60); ++n) expected.push_back(n);
+      EXPECT_EQ(numbers(frames), expected) << c.extension << " from frame " << start;
+    }
+  }
+  const std::string keep = "not(eq(mod(n,5),1))*not(eq(mod(n,7),3))*not(between(n,20,25))";
+  std::vector<int> kept;
+  for (int n = 0; n < 72; ++n)
+    if (n % 5 != 1 && n % 7 != 3 && !(n >= 20 && n <= 25)) kept.push_back(n);
+  for (const auto& c : kContainers) {
+    fs::path clip = numbered_clip(dir, "vfr", {c.extension, c.codec + " -g 10"}, "60", 72, keep);
+    for (int start : {3, 14, 30}) {
+      auto frames = test::source_frames("source.video", {{"path", clip.string()}, {"start", start}, {"count", 4}});
+      std::vector<int> expected(kept.begin() + start, kept.begin() + start + 4);
+      EXPECT_EQ(numbers(frames), expected) << c.extension << " (variable rate) from frame " << start;
+    }
+  }
+}
+
 // A 2 s clip at 24 fps with a 440 Hz tone in AAC.
 fs::path clip_with_audio(const fs::path& dir) {
   fs::path clip = dir / "with-audio.mp4";
