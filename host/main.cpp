@@ -106,15 +106,20 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 1e9));
   };
 
-  const char* const memory_limit_help =
-      "Memory each graph's child process may use, swap included (its own memory cgroup: needs root or a delegated "
-      "cgroup); a child that goes over is killed by the kernel and its graph fails as out of memory";
-  // After AsSizeValue, which turns "8G" into a number of bytes.
-  const CLI::Validator at_least_a_mebibyte(
-      [](std::string& bytes) {
-        return std::stoull(bytes) >= (1u << 20) ? std::string() : std::string("under 1 MiB nothing can run");
-      },
-      "at least 1MiB");
+  // `run --isolate` and `worker`: bytes, from "8G" (CLI11's AsSizeValue), at least 1 MiB.
+  auto add_memory_limit = [](CLI::App* cmd, std::uint64_t& bytes) {
+    return cmd
+        ->add_option("--memory-limit", bytes,
+                     "Memory each graph's child process may use, swap included (its own memory cgroup: needs root or "
+                     "a delegated cgroup); a child that goes over is killed by the kernel and its graph fails as out "
+                     "of memory")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::Validator(
+            [](std::string& value) {
+              return std::stoull(value) >= (1u << 20) ? std::string() : std::string("under 1 MiB nothing can run");
+            },
+            "at least 1MiB"));
+  };
   host::RunArgs run;
   CLI::App* run_cmd = app.add_subcommand("run",
                                          "Run graphs one after another in this process; a failed graph does "
@@ -128,10 +133,7 @@ int main(int argc, char** argv) {
       "--isolate", run.isolate,
       "Run each graph in a child process: a plugin that crashes the process (segfault, abort, exit) loses only its "
       "graph, which is reported naming the node, and the next graph runs");
-  run_cmd->add_option("--memory-limit", run.memory_limit, memory_limit_help)
-      ->transform(CLI::AsSizeValue(false))
-      ->check(at_least_a_mebibyte)
-      ->needs(isolate);
+  add_memory_limit(run_cmd, run.memory_limit)->needs(isolate);
   add_run_options(run_cmd);
 
   std::vector<std::string> graphs, sets;
@@ -173,10 +175,7 @@ int main(int argc, char** argv) {
       worker_cmd->add_flag("!--no-isolate", worker.isolate,
                            "Run jobs in this process instead of one child process per job (faster to start a job, "
                            "but a plugin that crashes ends the worker)");
-  worker_cmd->add_option("--memory-limit", worker.memory_limit, memory_limit_help)
-      ->transform(CLI::AsSizeValue(false))
-      ->check(at_least_a_mebibyte)
-      ->excludes(no_isolate);
+  add_memory_limit(worker_cmd, worker.memory_limit)->excludes(no_isolate);
   add_run_options(worker_cmd);
 
   std::vector<std::string> listed_dirs;
