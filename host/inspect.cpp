@@ -92,6 +92,17 @@ int command_describe(const PluginCatalog& catalog, const std::string& type_name,
   const NodeType& t = entry->type;
   std::printf("%s - %s\nplugin: %s\n", t.name.c_str(), t.description.c_str(), entry->plugin_file.string().c_str());
   if (t.concurrency > 1) std::printf("concurrency: up to %d frames at once\n", t.concurrency);
+  switch (t.frame_dependence) {
+    case FrameDependence::same_frame:
+      std::printf("frames: each output frame from its own input frame\n");
+      break;
+    case FrameDependence::adjacent_pair:
+      std::printf("frames: the frames between two input frames from those two\n");
+      break;
+    case FrameDependence::undeclared:
+      std::printf("frames: not declared (`reel shard` does not split a graph with this node)\n");
+      break;
+  }
   auto ports = [](const char* title, const std::vector<PortSpec>& list) {
     std::printf("%s:%s\n", title, list.empty() ? " none" : "");
     for (const auto& p : list)

@@ -153,6 +153,18 @@ std::vector<fs::path> libraries_in(const fs::path& dir) {
 
 }  // namespace
 
+const char* to_string(FrameDependence dependence) noexcept {
+  switch (dependence) {
+    case FrameDependence::same_frame:
+      return "same_frame";
+    case FrameDependence::adjacent_pair:
+      return "adjacent_pair";
+    case FrameDependence::undeclared:
+      break;
+  }
+  return "undeclared";
+}
+
 json node_type_json(const RegisteredType& entry) {
   const NodeType& t = entry.type;
   json params = json::array();
@@ -164,6 +176,7 @@ json node_type_json(const RegisteredType& entry) {
           {"outputs", ports_json(t.outputs)},
           {"params", params},
           {"concurrency", t.concurrency},
+          {"frame_dependence", to_string(t.frame_dependence)},
           {"example_params", t.example_params}};
 }
 
@@ -175,6 +188,9 @@ NodeType node_type_from_json(const json& j) {
   t.outputs = ports_from_json(j.at("outputs"));
   for (const json& p : j.at("params")) t.params.push_back(param_from_json(p));
   t.concurrency = j.at("concurrency").get<int>();
+  const std::string dependence = j.value("frame_dependence", "undeclared");
+  for (auto d : {FrameDependence::same_frame, FrameDependence::adjacent_pair})
+    if (dependence == to_string(d)) t.frame_dependence = d;
   t.example_params = j.at("example_params");
   return t;
 }

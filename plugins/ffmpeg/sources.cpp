@@ -192,6 +192,7 @@ void register_sources(Registry& registry) {
                  ParamSpec::integer("height", 0, "Output height; 0: the video's (or from width)").range(0, 16384)},
       .outputs = {{"out", PortKind::video,
                    "RGB frames, upright (rotation metadata applied), with the file's audio for a sink to copy"}},
+      .frame_dependence = FrameDependence::same_frame,
       .example_params = {{"path", "conformance-input.mp4"}},
       .create = [] { return std::make_unique<VideoSource>(); },
   });

@@ -52,6 +52,7 @@ NodeType blend_node_type() {
       .params = {multiplier_param(), fps_param()},
       .inputs = {{"in", PortKind::video, "Frames with a frame rate"}},
       .outputs = {{"out", PortKind::video, "Frames at the new rate"}},
+      .frame_dependence = FrameDependence::adjacent_pair,
       .create = [] { return std::make_unique<Blend>(); },
   };
 }

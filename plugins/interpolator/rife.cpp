@@ -232,6 +232,7 @@ NodeType rife_node_type(std::function<void(double)> before_model) {
                  ParamSpec::choice("precision", "fp32", {"fp32", "fp16", "bf16"}, "Compute precision (fp16: GPU only)")},
       .inputs = {{"in", PortKind::video, "RGB frames with a frame rate"}},
       .outputs = {{"out", PortKind::video, "Frames at the new rate"}},
+      .frame_dependence = FrameDependence::adjacent_pair,
       .example_params = {{"model", "flownet"}, {"multiplier", 2}},
       .create = [before_model] { return std::make_unique<Rife>(before_model); },
       .detect_model = detect_model,

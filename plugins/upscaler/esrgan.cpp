@@ -256,6 +256,7 @@ NodeType esrgan_node_type(std::function<void(int)> before_tile) {
                  ParamSpec::choice("precision", "fp32", {"fp32", "fp16", "bf16"}, "Compute precision (fp16: GPU only)")},
       .inputs = {{"in", PortKind::video, "RGB or RGBA frames (alpha is resampled with bicubic)"}},
       .outputs = {{"out", PortKind::video, "Upscaled frames"}},
+      .frame_dependence = FrameDependence::same_frame,
       .example_params = {{"model", "realesrgan-x4fast"}, {"tile", 128}},
       .create = [before_tile] { return std::make_unique<Esrgan>(before_tile); },
       .detect_model = detect_model,

@@ -78,6 +78,7 @@ reel::NodeType resize_node_type() {
                                    "Resampling filter")},
       .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
       .outputs = {{"out", reel::PortKind::video, "Resized RGB frames"}},
+      .frame_dependence = reel::FrameDependence::same_frame,
       .create = [] { return std::make_unique<Resize>(); },
   };
 }

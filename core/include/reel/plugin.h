@@ -45,6 +45,16 @@ struct DetectedModel {
   std::string problem;  // set when the node type recognises the model but cannot run it, and why
 };
 
+// Which input frames a node computes each output frame from. Splitting one video over many runs
+// (each run a range of frames) gives the same frames as one run only when every node declares
+// this; reel never guesses it from what a node does.
+enum class FrameDependence {
+  undeclared,     // not said, or state kept across the stream (a temporal filter): never split
+  same_frame,     // output frame k from input frame k alone (a resize, an upscaler, an encoder;
+                  // a video source: its stored frames, any range of them)
+  adjacent_pair,  // the outputs between input frames i and i+1 from those two alone (an interpolator)
+};
+
 struct NodeType {
   std::string name;  // "family.variant", e.g. "upscaler.resize"
   std::string description;
@@ -52,6 +62,7 @@ struct NodeType {
   std::vector<PortSpec> inputs;                              // none: a source (implements produce)
   std::vector<PortSpec> outputs;                             // none: a sink
   int concurrency = 1;                                       // frames one node may process at once (process only)
+  FrameDependence frame_dependence = FrameDependence::undeclared;
   nlohmann::json example_params = nlohmann::json::object();  // a valid set, for docs and tests
   std::function<std::unique_ptr<Node>()> create;
   // Model nodes: recognises a checkpoint this node type runs; empty when it does not. Must not

@@ -6,5 +6,5 @@
 // The plugin ABI: the layout of every type in this directory. Bump the major number on any
 // change that breaks a compiled plugin; bump the minor number when adding something a plugin may
 // use (a host refuses a plugin that needs a newer minor than it has).
-#define REEL_ABI_MAJOR 5
-#define REEL_ABI_MINOR 1
+#define REEL_ABI_MAJOR 6
+#define REEL_ABI_MINOR 0

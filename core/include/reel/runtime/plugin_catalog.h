@@ -78,6 +78,8 @@ class PluginCatalog {
 // cache), and back: the description only, without factory or model detection.
 nlohmann::json node_type_json(const RegisteredType& entry);
 NodeType node_type_from_json(const nlohmann::json& description);
+// "undeclared", "same_frame", "adjacent_pair"
+const char* to_string(FrameDependence dependence) noexcept;
 
 // Where the plugin cache lives: $REEL_PLUGIN_CACHE when set (empty: no cache), else
 // $XDG_CACHE_HOME/reel/plugins.json, else ~/.cache/reel/plugins.json; empty when none applies.
