@@ -93,6 +93,7 @@ class Encoder : public reel::Node {
     preset_ = p.string("preset");
     threads_ = p.integer("threads");
     overwrite_ = config.overwrite_outputs || p.boolean("overwrite");
+    frames_limit_ = p.integer("frames");
     const AVCodec* encoder = avcodec_find_encoder_by_name(codec_->encoder);
     if (!encoder)
       throw reel::Error(reel::ErrorKind::plugin, std::string("this FFmpeg has no ") + codec_->encoder + " encoder");
@@ -227,6 +228,7 @@ class Encoder : public reel::Node {
     // libswscale reads width x height x 3 bytes: checked here too, not only by the executor.
     if (std::string wrong = reel::frame_mismatch(frame.image, in_); !wrong.empty())
       throw reel::BadInputError("frame " + std::to_string(frame.index) + " is " + wrong);
+    if (frames_limit_ >= 0 && frame.index >= frames_limit_) return;
     at::Tensor chw = frame.image.to(at::kCPU).contiguous();  // no copy for the usual contiguous CPU frame
     if (width_ != in_.width || height_ != in_.height) {
       // odd_size pad repeats the last row/column, crop drops it: index with clamped positions
@@ -410,6 +412,7 @@ class Encoder : public reel::Node {
   std::string audio_note_;             // for facts(): copied or why dropped
   std::unique_ptr<AudioCopy> audio_copy_;
   std::int64_t frames_encoded_ = 0;
+  std::int64_t frames_limit_ = -1;  // the `frames` param: frames with a higher index are dropped
   bool images_ = false;
   std::string pattern_, single_path_;
   std::vector<std::unique_ptr<reel::OutputFile>> images_written_;
@@ -446,10 +449,14 @@ void register_encoder(reel::Registry& registry) {
            ParamSpec::choice("odd_size", "error", {"error", "pad", "crop"},
                              "What to do with odd dimensions when the pixel format needs even ones"),
            ParamSpec::boolean("overwrite", false, "Replace an existing output file"),
+           ParamSpec::integer("frames", -1, "Write only the first N frames (those after arrive and are dropped); "
+                                            "-1: all")
+               .range(-1, std::nullopt),
            ParamSpec::choice("audio", "auto", {"auto", "copy", "none"},
                              "The source's audio, when the frames still span its time: auto copies it when the "
                              "container can store it (else warns), copy requires it, none drops it")},
       .inputs = {{"in", reel::PortKind::video, "RGB frames"}},
+      .frame_dependence = reel::FrameDependence::same_frame,
       .example_params = {{"path", "conformance.mp4"}, {"overwrite", true}},
       .create = [] { return std::make_unique<Encoder>(); },
   });
