@@ -4,6 +4,7 @@
 // executes reel-engine for the others) and, with REEL_ENGINE, as `reel-engine` (libreel and
 // libtorch: every command). One command line, so both parse and check arguments alike.
 #include "commands.h"
+#include "shard.h"
 #include "console.h"
 
 #include <spdlog/spdlog.h>
@@ -178,6 +179,32 @@ int main(int argc, char** argv) {
   add_memory_limit(worker_cmd, worker.memory_limit)->excludes(no_isolate);
   add_run_options(worker_cmd);
 
+  host::ShardPlanArgs shard_plan;
+  std::string shard_plan_file;
+  std::optional<int> shard_index;
+  CLI::App* shard_cmd = app.add_subcommand(
+      "shard", "Split one long video into frame ranges run as separate jobs (array tasks), and follow them");
+  shard_cmd->require_subcommand(1);
+  CLI::App* shard_plan_cmd =
+      shard_cmd->add_subcommand("plan", "Probe the source and write the frame ranges and part names of N shards");
+  shard_plan_cmd->add_option("graph", shard_plan.graph, "Graph file")->required();
+  add_set(shard_plan_cmd, shard_plan.sets);
+  shard_plan_cmd->add_option("--shards", shard_plan.shards, "How many shards")->required()->check(CLI::Range(1, 100000));
+  shard_plan_cmd->add_option("-o,--output", shard_plan.plan, "Where the plan goes (JSON)")->required();
+  CLI::App* shard_run_cmd = shard_cmd->add_subcommand(
+      "run", "Run one shard of a plan into its part (nothing to do when the part is done already)");
+  shard_run_cmd->add_option("plan", shard_plan_file, "The plan")->required();
+  shard_run_cmd->add_option("--shard", shard_index,
+                            "Which shard (0-based); default: SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or "
+                            "AWS_BATCH_JOB_ARRAY_INDEX")
+      ->check(CLI::Range(0, 1000000));
+  add_run_options(shard_run_cmd);
+  add_run_options(shard_plan_cmd);
+  CLI::App* shard_status_cmd = shard_cmd->add_subcommand(
+      "status", "Done, failed and missing shards of a plan, and those to run again (exit 1 until all are done)");
+  shard_status_cmd->add_option("plan", shard_plan_file, "The plan")->required();
+  shard_status_cmd->add_flag("--json", json, "Print as JSON");
+
   std::vector<std::string> listed_dirs;
   CLI::App* models_cmd = app.add_subcommand("models",
                                             "List the checkpoints and model folders (a diffusers CogVideoX folder: "
@@ -203,7 +230,7 @@ int main(int argc, char** argv) {
   }
 
 #ifndef REEL_ENGINE
-  if (*run_cmd || *plan_cmd || *worker_cmd || *models_cmd) return exec_engine(argv);
+  if (*run_cmd || *plan_cmd || *worker_cmd || *models_cmd || *shard_cmd) return exec_engine(argv);
 #endif
 
   try {
@@ -244,6 +271,9 @@ int main(int argc, char** argv) {
     worker.command_line.assign(argv, argv + argc);
     return host::command_worker(catalog, options, events, worker);
   }
+  if (*shard_plan_cmd) return host::command_shard_plan(catalog, shard_plan, options);
+  if (*shard_run_cmd) return host::command_shard_run(catalog, shard_plan_file, shard_index, options);
+  if (*shard_status_cmd) return host::command_shard_status(shard_plan_file, json);
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
 #endif

@@ -1,0 +1,444 @@
+#include "shard.h"
+
+#include "console.h"
+#include "progress.h"
+
+#include <reel/output_file.h>
+#include <reel/runtime/report.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+namespace reel::host {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr int kPlanFormat = 1;
+
+// FNV-1a 64, for identities and checksums (not against tampering: against mix-ups).
+class Hash {
+ public:
+  void add(const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < size; ++i) value_ = (value_ ^ bytes[i]) * 1099511628211ull;
+  }
+  void add(const std::string& text) { add(text.data(), text.size()); }
+  std::string hex() const {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value_));
+    return text;
+  }
+
+ private:
+  std::uint64_t value_ = 1469598103934665603ull;
+};
+
+// Adds `length` bytes of `file` from `offset` (all when length is -1) to `hash`.
+void hash_bytes(const fs::path& file, std::uint64_t offset, std::int64_t length, Hash& hash) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(file.string(), "cannot read " + file.string());
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::vector<char> buffer(1 << 20);
+  while (length != 0 && in) {
+    const std::size_t want = length < 0 ? buffer.size() : std::min<std::size_t>(buffer.size(), length);
+    in.read(buffer.data(), static_cast<std::streamsize>(want));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) break;
+    hash.add(buffer.data(), got);
+    if (length > 0) length -= static_cast<std::int64_t>(got);
+  }
+}
+
+// What makes a source file the same file: its size, modification time and its first and last
+// MiB (reading all of a long video on every shard would cost more than the shard).
+std::string file_identity(const fs::path& file) {
+  std::error_code ec;
+  const std::uint64_t size = fs::file_size(file, ec);
+  if (ec) throw IoError(file.string(), "cannot read " + file.string() + ": " + ec.message());
+  const auto time = fs::last_write_time(file, ec).time_since_epoch().count();
+  Hash hash;
+  hash.add(std::to_string(size) + ":" + std::to_string(time) + ":");
+  constexpr std::uint64_t mib = 1 << 20;
+  hash_bytes(file, 0, static_cast<std::int64_t>(std::min(size, mib)), hash);
+  if (size > mib) hash_bytes(file, std::max(mib, size - mib), -1, hash);
+  return hash.hex();
+}
+
+std::string file_checksum(const fs::path& file) {
+  Hash hash;
+  hash_bytes(file, 0, -1, hash);
+  return hash.hex();
+}
+
+// The nodes that splitting changes: the source (its range) and the sink (its part).
+struct Roles {
+  const NodeSpec* source = nullptr;
+  const NodeSpec* sink = nullptr;
+};
+
+[[noreturn]] void unsplittable(const std::string& why, const std::string& hint = {}) {
+  throw Error(ErrorKind::invalid_graph, "this graph cannot be split into frame ranges: " + why,
+              hint.empty() ? "Run it whole with `reel run`." : hint);
+}
+
+bool has_param(const NodeType& type, const std::string& name) {
+  return std::any_of(type.params.begin(), type.params.end(), [&](const ParamSpec& p) { return p.name == name; });
+}
+
+Roles find_roles(const GraphSpec& graph, const PluginCatalog& catalog) {
+  Roles roles;
+  for (const NodeSpec& node : graph.nodes) {
+    const RegisteredType* entry = catalog.find(node.type);
+    if (!entry) unsplittable("node '" + node.id + "' has the unknown type " + node.type);
+    const NodeType& type = entry->type;
+    if (type.frame_dependence == FrameDependence::undeclared)
+      unsplittable("node '" + node.id + "' (" + node.type +
+                   ") does not declare which input frames its output frames come from");
+    if (type.inputs.empty()) {
+      if (roles.source) unsplittable("it has two sources, '" + roles.source->id + "' and '" + node.id + "'");
+      if (!has_param(type, "start") || !has_param(type, "count"))
+        unsplittable("its source '" + node.id + "' (" + node.type + ") cannot start at a frame (no start and count)");
+      roles.source = &node;
+    }
+    if (type.outputs.empty()) {
+      if (roles.sink) unsplittable("it has two outputs, '" + roles.sink->id + "' and '" + node.id + "'");
+      if (!has_param(type, "path") || !has_param(type, "frames"))
+        unsplittable("its output node '" + node.id + "' (" + node.type + ") cannot write a part (no path and frames)");
+      roles.sink = &node;
+    }
+  }
+  if (!roles.source || !roles.sink) unsplittable("it needs one video source and one encoder");
+  return roles;
+}
+
+// The frames reaching the sink when the source gives `count` frames from `start`, as the graph's
+// plan says (nothing loads).
+std::int64_t frames_at_sink(GraphSpec graph, const Roles& roles, std::int64_t start, std::int64_t count,
+                            const PluginCatalog& catalog, const RunOptions& options) {
+  for (NodeSpec& node : graph.nodes)
+    if (node.id == roles.source->id) node.params["start"] = start, node.params["count"] = count;
+  RunResult plan = plan_graph(graph, catalog, options);
+  if (plan.failure) throw Error(plan.failure->kind, plan.failure->detail, plan.failure->hint);
+  for (const EdgeReport& edge : plan.edges)
+    if (edge.to.rfind(roles.sink->id + ".", 0) == 0 && edge.stream && edge.stream->frame_count)
+      return *edge.stream->frame_count;
+  unsplittable("the number of frames reaching '" + roles.sink->id + "' is not known before the run",
+               "Use a source whose file states its frame count (MP4, MOV), without fps resampling.");
+}
+
+fs::path part_path(const std::string& output, int index, int shards) {
+  const fs::path out(output);
+  char number[32];
+  std::snprintf(number, sizeof number, ".part-%04d-of-%04d", index, shards);
+  return out.parent_path() / (out.stem().string() + number + out.extension().string());
+}
+
+fs::path done_record(const fs::path& part) { return part.string() + ".done.json"; }
+fs::path failed_record(const fs::path& part) { return part.string() + ".failed.json"; }
+
+json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return json();
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? json() : j;
+}
+
+json read_plan(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(path, "cannot read the plan " + path);
+  json plan = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (plan.is_discarded() || !plan.is_object() || plan.value("reel_shard_plan", 0) != kPlanFormat ||
+      !plan.contains("shards") || !plan["shards"].is_array() || !plan.contains("graph"))
+    throw BadInputError(path + " is not a reel shard plan (format " + std::to_string(kPlanFormat) + ")",
+                        "Make one with `reel shard plan`.");
+  return plan;
+}
+
+bool retryable(ErrorKind kind) {
+  return kind == ErrorKind::out_of_memory || kind == ErrorKind::device || kind == ErrorKind::io ||
+         kind == ErrorKind::timeout || kind == ErrorKind::cancelled;
+}
+
+// A shard's state from its records: "done" (its part is there as recorded, made for this plan),
+// "failed" (its last run failed) or "missing".
+struct ShardState {
+  std::string state;
+  json record;
+};
+
+ShardState shard_state(const json& plan, const json& shard) {
+  const fs::path part = shard.at("part").get<std::string>();
+  json done = read_json(done_record(part));
+  std::error_code ec;
+  if (done.is_object() && done.value("fingerprint", "") == plan.value("fingerprint", "") && fs::exists(part, ec) &&
+      fs::file_size(part, ec) == done.value("bytes", std::uint64_t{0}))
+    return {"done", done};
+  json failed = read_json(failed_record(part));
+  if (failed.is_object()) return {"failed", failed};
+  return {"missing", json()};
+}
+
+// "0,2-4,7": the form of Slurm's --array.
+std::string index_list(const std::vector<int>& indices) {
+  std::string text;
+  for (std::size_t i = 0; i < indices.size();) {
+    std::size_t j = i;
+    while (j + 1 < indices.size() && indices[j + 1] == indices[j] + 1) ++j;
+    if (!text.empty()) text += ',';
+    text += std::to_string(indices[i]);
+    if (j > i) text += '-' + std::to_string(indices[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+std::optional<int> index_from_environment() {
+  for (const char* name : {"SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"}) {
+    const char* value = std::getenv(name);
+    if (!value || !*value) continue;
+    char* end = nullptr;
+    const long index = std::strtol(value, &end, 10);
+    if (*end == '\0' && index >= 0 && index < 1'000'000) return static_cast<int>(index);
+    std::fprintf(stderr, "reel: %s is '%s', not a shard index\n", name, value);
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// A graph that cannot be read or planned, reported as `reel run` reports it.
+int report_failure(const std::string& file, Failure failure) {
+  RunResult result;
+  result.graph_file = file;
+  result.failure = std::move(failure);
+  print_run_outcome(result);
+  return exit_code(result.failure->kind);
+}
+
+void print_error(const Error& e) {
+  std::fprintf(stderr, "reel: %s\n", e.what());
+  if (!e.hint().empty()) std::fprintf(stderr, "%s\n", e.hint().c_str());
+}
+
+}  // namespace
+
+int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options) {
+  try {
+    GraphSpec graph;
+    if (auto failure = read_graph(catalog, args.graph, std::nullopt, args.sets, graph))
+      return report_failure(args.graph, std::move(*failure));
+    std::vector<std::string> types;
+    for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
+    catalog.load_types(types);
+    const Roles roles = find_roles(graph, catalog);
+
+    // The source's range as the graph has it, and its length.
+    RunResult whole = plan_graph(graph, catalog, options);
+    if (whole.failure) return report_failure(args.graph, std::move(*whole.failure));
+    const std::int64_t start = roles.source->params.value("start", std::int64_t{0});
+    std::optional<std::int64_t> length;
+    for (const NodeReport& node : whole.nodes)
+      if (node.id == roles.source->id && !node.outputs.empty()) length = node.outputs[0].frame_count;
+    if (!length)
+      unsplittable("the source '" + roles.source->id + "' does not state its length",
+                   "Use a file whose header states its frame count (MP4, MOV), without fps resampling.");
+    const std::int64_t n = *length;
+    if (args.shards < 1) throw Error(ErrorKind::usage, "--shards must be at least 1");
+    if (n < 2 * static_cast<std::int64_t>(args.shards))
+      throw Error(ErrorKind::usage, "the source has " + std::to_string(n) + " frames: too few for " +
+                                        std::to_string(args.shards) + " shards of at least 2 frames");
+
+    // out(n) = M*n + c, from the plan at two lengths; checked at a third.
+    const std::int64_t out_n = frames_at_sink(graph, roles, start, n, catalog, options);
+    const std::int64_t out_less = frames_at_sink(graph, roles, start, n - 1, catalog, options);
+    const std::int64_t multiplier = out_n - out_less, offset = out_n - multiplier * n;
+    if (multiplier < 1 || offset > 0 || frames_at_sink(graph, roles, start, 2, catalog, options) != 2 * multiplier + offset)
+      unsplittable("its output does not grow by a whole number of frames per source frame (" + std::to_string(out_less) +
+                   " frames from " + std::to_string(n - 1) + ", " + std::to_string(out_n) + " from " +
+                   std::to_string(n) + ")");
+    const std::int64_t halo = (-offset + multiplier - 1) / multiplier;
+
+    const std::string output = roles.sink->params.value("path", "");
+    const std::string identity = file_identity(roles.source->params.value("path", ""));
+    const std::string graph_print = graph_fingerprint(graph);
+    Hash whole_print;
+    whole_print.add(graph_print + ":" + identity + ":" + std::to_string(args.shards));
+    json shards = json::array();
+    for (int i = 0; i < args.shards; ++i) {
+      const std::int64_t a = n * i / args.shards, b = n * (i + 1) / args.shards;
+      const bool last = i + 1 == args.shards;
+      shards.push_back({{"index", i},
+                        {"start", start + a},
+                        {"frames", b - a},
+                        {"read", last ? b - a : b - a + halo},
+                        {"keep", last ? multiplier * (b - a) + offset : multiplier * (b - a)},
+                        {"part", part_path(output, i, args.shards).string()}});
+    }
+    json plan = {{"reel_shard_plan", kPlanFormat},
+                 {"fingerprint", whole_print.hex()},
+                 {"graph", effective_graph_json(graph)},
+                 {"graph_fingerprint", graph_print},
+                 {"source", {{"node", roles.source->id},
+                             {"path", roles.source->params.value("path", "")},
+                             {"identity", identity},
+                             {"start", start},
+                             {"frames", n}}},
+                 {"output", {{"node", roles.sink->id}, {"path", output}, {"frames", out_n}}},
+                 {"frames_out", {{"multiplier", multiplier}, {"offset", offset}, {"halo", halo}}},
+                 {"shards", shards}};
+    write_report_file(args.plan, plan);
+    std::fprintf(stderr, "reel: %s: %d shards of %s (%lld frames -> %lld), parts beside %s\n", args.plan.c_str(),
+                 args.shards, roles.source->params.value("path", "").c_str(), static_cast<long long>(n),
+                 static_cast<long long>(out_n), output.c_str());
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
+    return exit_code(e.kind());
+  }
+}
+
+int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std::optional<int> shard,
+                      const RunOptions& defaults) {
+  try {
+    const json plan = read_plan(plan_path);
+    if (!shard) shard = index_from_environment();
+    if (!shard)
+      throw Error(ErrorKind::usage, "no shard index: give --shard I",
+                  "Or run it as an array task (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX).");
+    const int count = static_cast<int>(plan["shards"].size());
+    if (*shard < 0 || *shard >= count)
+      throw Error(ErrorKind::usage, "shard " + std::to_string(*shard) + " is not in the plan, which has shards 0 to " +
+                                        std::to_string(count - 1));
+    const json& entry = plan["shards"][*shard];
+    const fs::path part = entry.at("part").get<std::string>();
+
+    GraphSpec graph = parse_graph_text(plan["graph"].dump(), plan_path);
+    std::vector<std::string> types;
+    for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
+    catalog.load_types(types);
+    const Roles roles = find_roles(graph, catalog);
+    const std::string source_path = roles.source->params.value("path", "");
+    if (graph_fingerprint(graph) != plan.value("graph_fingerprint", "") ||
+        file_identity(source_path) != plan["source"].value("identity", ""))
+      throw BadInputError(source_path + " (or the plan's graph) has changed since " + plan_path + " was made",
+                          "Make a new plan; the parts made so far belong to the old one.");
+
+    const std::string label = "shard " + std::to_string(*shard) + " of " + std::to_string(count);
+    if (shard_state(plan, entry).state == "done") {
+      std::fprintf(stderr, "reel: %s is done already: %s\n", label.c_str(), part.c_str());
+      return 0;
+    }
+    std::error_code ec;
+    fs::remove(done_record(part), ec);
+    fs::remove(failed_record(part), ec);
+
+    const std::string source = roles.source->id, sink = roles.sink->id;
+    const std::int64_t keep = entry.at("keep").get<std::int64_t>();
+    apply_overrides(graph,
+                    {source + ".start=" + std::to_string(entry.at("start").get<std::int64_t>()),
+                     source + ".count=" + std::to_string(entry.at("read").get<std::int64_t>()),
+                     sink + ".path=" + part.string(), sink + ".overwrite=true", sink + ".frames=" + std::to_string(keep),
+                     sink + ".audio=none"},
+                    &catalog);
+    RunOptions options = defaults;
+    auto progress = make_progress_printer(true);
+    options.observer = progress.get();
+    options.cancel = &cancel_flag();
+    std::fprintf(stderr, "reel: running %s: frames %lld to %lld into %s\n", label.c_str(),
+                 static_cast<long long>(entry.at("start").get<std::int64_t>()),
+                 static_cast<long long>(entry.at("start").get<std::int64_t>() + entry.at("frames").get<std::int64_t>() - 1),
+                 part.c_str());
+    RunResult result = run_graph(graph, catalog, options);
+    if (progress) progress->end_run();
+    if (result.ok()) {
+      // The part holds exactly the frames the plan gives it, or it is not a part of this join.
+      std::int64_t arrived = 0;
+      for (const NodeReport& node : result.nodes)
+        if (node.id == sink) arrived = node.frames_in;
+      if (arrived < keep) {
+        fs::remove(part, ec);
+        result.failure = Failure{};
+        result.failure->kind = ErrorKind::internal;
+        result.failure->reason = std::to_string(arrived) + " frames reached the encoder, but the plan gives this part " +
+                                 std::to_string(keep);
+        result.failure->detail = result.failure->reason;
+      }
+    }
+    print_run_outcome(result);
+    if (!result.ok()) {
+      const Failure& f = *result.failure;
+      write_report_file(failed_record(part).string(),
+                        {{"shard", *shard},
+                         {"kind", to_string(f.kind)},
+                         {"message", f.detail},
+                         {"exit_code", exit_code(f.kind)},
+                         {"retryable", retryable(f.kind)},
+                         {"fingerprint", plan.value("fingerprint", "")}});
+      return exit_code(f.kind);
+    }
+    write_report_file(done_record(part).string(), {{"shard", *shard},
+                                                   {"frames", keep},
+                                                   {"bytes", fs::file_size(part)},
+                                                   {"checksum_fnv1a64", file_checksum(part)},
+                                                   {"fingerprint", plan.value("fingerprint", "")},
+                                                   {"seconds", result.seconds}});
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
+    return exit_code(e.kind());
+  }
+}
+
+int command_shard_status(const std::string& plan_path, bool as_json) {
+  try {
+    const json plan = read_plan(plan_path);
+    json shards = json::array();
+    std::vector<int> missing, failed, retry;
+    int done = 0;
+    for (const json& entry : plan["shards"]) {
+      const int index = entry.value("index", 0);
+      ShardState s = shard_state(plan, entry);
+      json item = {{"index", index}, {"state", s.state}, {"part", entry.value("part", "")}};
+      if (s.state == "failed") {
+        item["error"] = s.record;
+        failed.push_back(index);
+      }
+      if (s.state == "missing") missing.push_back(index);
+      if (s.state == "done") ++done;
+      else retry.push_back(index);
+      shards.push_back(item);
+    }
+    if (as_json) {
+      std::cout << json({{"plan", plan_path},
+                         {"shards", shards},
+                         {"done", done},
+                         {"to_run", index_list(retry)}})
+                       .dump(2)
+                << '\n';
+    } else {
+      for (const json& item : shards) {
+        std::printf("shard %d: %s", item["index"].get<int>(), item["state"].get<std::string>().c_str());
+        if (item.contains("error"))
+          std::printf(" (%s%s: %s)", item["error"].value("kind", "?").c_str(),
+                      item["error"].value("retryable", false) ? ", retryable" : "",
+                      item["error"].value("message", "").c_str());
+        std::printf("  %s\n", item["part"].get<std::string>().c_str());
+      }
+      std::printf("%d of %zu done", done, shards.size());
+      if (!retry.empty()) std::printf("; to run: %s", index_list(retry).c_str());
+      std::printf("\n");
+    }
+    return retry.empty() ? 0 : 1;
+  } catch (const Error& e) {
+    print_error(e);
+    return exit_code(e.kind());
+  }
+}
+
+}  // namespace reel::host

@@ -1,0 +1,39 @@
+#pragma once
+// `reel shard`: one long video split into frame ranges run as separate jobs (a Slurm or
+// Kubernetes array task each), idempotent, and checked before they are joined.
+//
+//   reel shard plan GRAPH --shards N -o PLAN   probes the source, writes the ranges (plan.json)
+//   reel shard run PLAN --shard I              runs range I into its part; again: nothing to do
+//   reel shard status PLAN                     done, failed and missing parts
+//
+// A graph is split only when every node declares which input frames each output frame comes
+// from (NodeType::frame_dependence): one video source with `start` and `count`, nodes that keep
+// frames (same_frame) or make the frames between two (adjacent_pair), one encoder with `frames`.
+// How many frames come out of n read is measured by planning the graph at two lengths:
+// out(n) = M*n + c (M the rate multiplier, c = 1 - M per interpolation). A range [a, b) reads
+// h = ceil(-c / M) frames past its end so the frames between b-1 and b are made once, by it, and
+// its part keeps the first M*(b - a) frames; the last range keeps all of its M*(b - a) + c.
+
+#include "commands.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace reel::host {
+
+struct ShardPlanArgs {
+  std::string graph;
+  std::vector<std::string> sets;
+  int shards = 0;
+  std::string plan;  // where the plan goes
+};
+int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options);
+
+// `shard`: from --shard, else SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX.
+int command_shard_run(PluginCatalog& catalog, const std::string& plan, std::optional<int> shard,
+                      const RunOptions& options);
+
+int command_shard_status(const std::string& plan, bool json);
+
+}  // namespace reel::host

@@ -1,0 +1,150 @@
+// `reel shard`: a video split into frame ranges, run as separate jobs in any order (one twice),
+// gives back exactly the frames of one run; a changed source is refused; status says what is left.
+#include "media.h"
+#include "test_support.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace reel;
+
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Outcome reel_cli(const std::string& arguments, const std::string& environment = "") {
+  Outcome o;
+  o.exit_code = test::shell(environment + " " + REEL_EXECUTABLE + " --plugin-path " + REEL_TEST_PLUGIN_DIR + " " +
+                                arguments + " 2>&1",
+                            &o.output);
+  return o;
+}
+
+fs::path write_file(const fs::path& file, const std::string& text) {
+  std::ofstream(file) << text;
+  return file;
+}
+
+// source -> resize x2 -> blend x2 -> FFV1 (lossless, so decoded frames can be compared exactly).
+json upscale_interpolate(const fs::path& clip, const fs::path& out, const std::string& middle_type = "upscaler.resize") {
+  return {{"version", 1},
+          {"nodes",
+           {{{"id", "src"}, {"type", "source.video"}, {"params", {{"path", clip.string()}}}},
+            {{"id", "up"}, {"type", middle_type}, {"inputs", {{"in", "src.out"}}}, {"params", json::object()}},
+            {{"id", "interp"}, {"type", "interpolator.blend"}, {"inputs", {{"in", "up.out"}}}, {"params", {{"multiplier", 2}}}},
+            {{"id", "enc"},
+             {"type", "encoder.ffmpeg"},
+             {"inputs", {{"in", "interp.out"}}},
+             {"params", {{"path", out.string()}, {"codec", "ffv1"}}}}}}};
+}
+
+std::vector<at::Tensor> frames_of(const fs::path& file) { return test::source_frames("source.video", {{"path", file.string()}}); }
+
+}  // namespace
+
+TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
+  const fs::path dir = test::temp_dir("shard");
+  const fs::path clip = test::make_video(dir, "clip.mp4", 64, 48, 41, "24", "-c:v libx264 -qp 0 -g 8");
+  json graph = upscale_interpolate(clip, dir / "out.mkv");
+  graph["nodes"][1]["params"] = {{"scale", 2}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+
+  Outcome whole = reel_cli("run --no-progress " + graph_file.string() + " --set enc.path=" + (dir / "whole.mkv").string());
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto expected = frames_of(dir / "whole.mkv");
+  ASSERT_EQ(expected.size(), 81u);  // (41 - 1) * 2 + 1
+
+  const fs::path plan_file = dir / "plan.json";
+  Outcome plan = reel_cli("shard plan " + graph_file.string() + " --shards 4 -o " + plan_file.string());
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  const json p = json::parse(std::ifstream(plan_file));
+  EXPECT_EQ(p["frames_out"]["multiplier"], 2);
+  EXPECT_EQ(p["frames_out"]["offset"], -1);
+  EXPECT_EQ(p["frames_out"]["halo"], 1);
+  ASSERT_EQ(p["shards"].size(), 4u);
+  std::int64_t kept = 0, covered = 0;
+  for (const json& s : p["shards"]) {
+    EXPECT_EQ(s["start"].get<std::int64_t>(), covered) << s;
+    covered += s["frames"].get<std::int64_t>();
+    kept += s["keep"].get<std::int64_t>();
+  }
+  EXPECT_EQ(covered, 41);
+  EXPECT_EQ(kept, 81);
+
+  Outcome before = reel_cli("shard status " + plan_file.string());
+  EXPECT_EQ(before.exit_code, 1) << before.output;
+  EXPECT_NE(before.output.find("0 of 4 done; to run: 0-3"), std::string::npos) << before.output;
+
+  for (int shard : {3, 1}) {
+    Outcome run = reel_cli("shard run " + plan_file.string() + " --shard " + std::to_string(shard));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+  }
+  Outcome middle = reel_cli("shard status " + plan_file.string());
+  EXPECT_NE(middle.output.find("2 of 4 done; to run: 0,2"), std::string::npos) << middle.output;
+  // The index from the array job's environment, as Slurm and Kubernetes set it.
+  Outcome from_slurm = reel_cli("shard run " + plan_file.string(), "SLURM_ARRAY_TASK_ID=0");
+  ASSERT_EQ(from_slurm.exit_code, 0) << from_slurm.output;
+  Outcome from_kubernetes = reel_cli("shard run " + plan_file.string(), "JOB_COMPLETION_INDEX=2");
+  ASSERT_EQ(from_kubernetes.exit_code, 0) << from_kubernetes.output;
+  const fs::path part1 = p["shards"][1]["part"].get<std::string>();
+  const auto written = fs::last_write_time(part1);
+  Outcome again = reel_cli("shard run " + plan_file.string() + " --shard 1");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("done already"), std::string::npos) << again.output;
+  EXPECT_EQ(fs::last_write_time(part1), written) << "a finished shard is not run again";
+
+  Outcome after = reel_cli("shard status " + plan_file.string());
+  EXPECT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_NE(after.output.find("4 of 4 done"), std::string::npos) << after.output;
+
+  // The parts, one after another, are the single run's frames, bit for bit.
+  std::vector<at::Tensor> joined;
+  for (const json& s : p["shards"]) {
+    const auto part = frames_of(s["part"].get<std::string>());
+    EXPECT_EQ(static_cast<std::int64_t>(part.size()), s["keep"].get<std::int64_t>()) << s;
+    joined.insert(joined.end(), part.begin(), part.end());
+  }
+  ASSERT_EQ(joined.size(), expected.size());
+  for (std::size_t i = 0; i < joined.size(); ++i) EXPECT_TRUE(at::equal(joined[i], expected[i])) << "frame " << i;
+
+  // Another source under the same name: every shard refuses to run for this plan.
+  test::make_video(dir, "clip.mp4", 64, 48, 41, "25", "-c:v libx264 -qp 0 -g 8");
+  Outcome changed = reel_cli("shard run " + plan_file.string() + " --shard 0");
+  EXPECT_EQ(changed.exit_code, 66) << changed.output;
+  EXPECT_NE(changed.output.find("has changed since"), std::string::npos) << changed.output;
+}
+
+TEST(Shard, WhatCannotBeSplitIsRefusedSayingWhy) {
+  const fs::path dir = test::temp_dir("shard-refused");
+  const fs::path clip = test::make_video(dir, "clip.mp4", 64, 48, 12, "24", "-c:v libx264 -qp 0");
+  // A node that does not say which input frames its output frames come from.
+  const fs::path undeclared =
+      write_file(dir / "undeclared.json", upscale_interpolate(clip, dir / "out.mkv", "test.map").dump());
+  Outcome o = reel_cli("shard plan " + undeclared.string() + " --shards 2 -o " + (dir / "p.json").string());
+  EXPECT_EQ(o.exit_code, 65) << o.output;
+  EXPECT_NE(o.output.find("node 'up' (test.map) does not declare which input frames"), std::string::npos) << o.output;
+  EXPECT_FALSE(fs::exists(dir / "p.json"));
+
+  const fs::path fine = write_file(dir / "fine.json", upscale_interpolate(clip, dir / "out.mkv").dump());
+  Outcome too_many = reel_cli("shard plan " + fine.string() + " --shards 7 -o " + (dir / "p.json").string());
+  EXPECT_EQ(too_many.exit_code, 64) << too_many.output;
+  EXPECT_NE(too_many.output.find("too few for 7 shards"), std::string::npos) << too_many.output;
+
+  Outcome not_a_plan = reel_cli("shard status " + fine.string());
+  EXPECT_EQ(not_a_plan.exit_code, 66) << not_a_plan.output;
+  EXPECT_NE(not_a_plan.output.find("is not a reel shard plan"), std::string::npos) << not_a_plan.output;
+  Outcome two = reel_cli("shard plan " + fine.string() + " --shards 2 -o " + (dir / "p.json").string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  Outcome no_index = reel_cli("shard run " + (dir / "p.json").string());
+  EXPECT_EQ(no_index.exit_code, 64) << no_index.output;
+  EXPECT_NE(no_index.output.find("no shard index"), std::string::npos) << no_index.output;
+  Outcome out_of_range = reel_cli("shard run " + (dir / "p.json").string() + " --shard 2");
+  EXPECT_EQ(out_of_range.exit_code, 64) << out_of_range.output;
+}
