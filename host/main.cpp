@@ -204,6 +204,12 @@ int main(int argc, char** argv) {
       "status", "Done, failed and missing shards of a plan, and those to run again (exit 1 until all are done)");
   shard_status_cmd->add_option("plan", shard_plan_file, "The plan")->required();
   shard_status_cmd->add_flag("--json", json, "Print as JSON");
+  std::string joined_output;
+  CLI::App* shard_join_cmd = shard_cmd->add_subcommand(
+      "join", "Check every part and join them by stream copy into one file, with the source's audio once");
+  shard_join_cmd->add_option("plan", shard_plan_file, "The plan")->required();
+  shard_join_cmd->add_option("-o,--output", joined_output, "The joined file (default: the graph's output)");
+  shard_join_cmd->add_flag("-y,--overwrite", options.overwrite_outputs, "Replace an existing file");
 
   std::vector<std::string> listed_dirs;
   CLI::App* models_cmd = app.add_subcommand("models",
@@ -274,6 +280,7 @@ int main(int argc, char** argv) {
   if (*shard_plan_cmd) return host::command_shard_plan(catalog, shard_plan, options);
   if (*shard_run_cmd) return host::command_shard_run(catalog, shard_plan_file, shard_index, options);
   if (*shard_status_cmd) return host::command_shard_status(shard_plan_file, json);
+  if (*shard_join_cmd) return host::command_shard_join(shard_plan_file, joined_output, options.overwrite_outputs);
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);
 #endif

@@ -6,6 +6,10 @@
 #include <reel/output_file.h>
 #include <reel/runtime/report.h>
 
+#ifdef REEL_WITH_FFMPEG
+#include "join.h"
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -435,6 +439,58 @@ int command_shard_status(const std::string& plan_path, bool as_json) {
       std::printf("\n");
     }
     return retry.empty() ? 0 : 1;
+  } catch (const Error& e) {
+    print_error(e);
+    return exit_code(e.kind());
+  }
+}
+
+int command_shard_join(const std::string& plan_path, const std::string& output_arg, bool overwrite) {
+  try {
+    const json plan = read_plan(plan_path);
+    std::vector<int> to_run;
+    for (const json& entry : plan["shards"])
+      if (shard_state(plan, entry).state != "done") to_run.push_back(entry.value("index", 0));
+    if (!to_run.empty())
+      throw BadInputError("shards " + index_list(to_run) + " of " + plan_path + " are not done",
+                          "Run them (`reel shard status` lists them), then join.");
+#ifdef REEL_WITH_FFMPEG
+    // Each part as its shard left it: the bytes its done record counted.
+    std::vector<ffmpeg::JoinPart> parts;
+    for (const json& entry : plan["shards"]) {
+      const std::string part = entry.at("part").get<std::string>();
+      if (file_checksum(part) != read_json(done_record(part)).value("checksum_fnv1a64", ""))
+        throw BadInputError("part " + part + " is not the file its shard wrote (its checksum differs)",
+                            "Remove " + done_record(part).string() + " and run shard " +
+                                std::to_string(entry.value("index", 0)) + " again.");
+      parts.push_back({part, entry.at("keep").get<std::int64_t>()});
+    }
+    const std::string output = output_arg.empty() ? plan["output"].value("path", "") : output_arg;
+    // The audio as the graph's encoder would have it.
+    std::string audio_mode = "auto";
+    for (const json& node : plan["graph"]["nodes"])
+      if (node.value("id", "") == plan["output"].value("node", ""))
+        audio_mode = node.value("params", json::object()).value("audio", "auto");
+    std::optional<AudioSource> audio;
+    if (audio_mode != "none")
+      audio = ffmpeg::audio_from_frame(plan["source"].value("path", ""), plan["source"].value("start", std::int64_t{0}));
+    if (audio_mode == "copy" && !audio)
+      throw BadInputError("the graph's encoder copies audio (audio copy), but the source has none");
+    const std::int64_t frames = ffmpeg::join_parts(parts, output, audio, audio_mode == "copy", overwrite);
+    const std::int64_t expected = plan["output"].value("frames", std::int64_t{-1});
+    if (frames != expected) {
+      std::error_code ec;
+      fs::remove(output, ec);
+      throw Error(ErrorKind::internal, "the joined parts hold " + std::to_string(frames) + " frames where the plan "
+                                       "expects " + std::to_string(expected) + "; " + output + " was removed");
+    }
+    std::fprintf(stderr, "reel: joined %zu parts into %s: %lld frames%s\n", parts.size(), output.c_str(),
+                 static_cast<long long>(frames), audio ? ", with the source's audio" : "");
+    return 0;
+#else
+    (void)output_arg, (void)overwrite;
+    throw Error(ErrorKind::usage, "this reel was built without FFmpeg, which joining parts needs");
+#endif
   } catch (const Error& e) {
     print_error(e);
     return exit_code(e.kind());

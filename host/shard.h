@@ -1,10 +1,11 @@
 #pragma once
 // `reel shard`: one long video split into frame ranges run as separate jobs (a Slurm or
-// Kubernetes array task each), idempotent, and checked before they are joined.
+// Kubernetes array task each), idempotent, and checked when they are joined.
 //
 //   reel shard plan GRAPH --shards N -o PLAN   probes the source, writes the ranges (plan.json)
 //   reel shard run PLAN --shard I              runs range I into its part; again: nothing to do
 //   reel shard status PLAN                     done, failed and missing parts
+//   reel shard join PLAN [-o OUT]              the parts, checked, as one file (stream copy)
 //
 // A graph is split only when every node declares which input frames each output frame comes
 // from (NodeType::frame_dependence): one video source with `start` and `count`, nodes that keep
@@ -35,5 +36,10 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan, std::opti
                       const RunOptions& options);
 
 int command_shard_status(const std::string& plan, bool json);
+
+// Joins the parts by stream copy into `output` (default: the graph's output), with the source's
+// audio once (as the graph's encoder would have: its `audio`), after checking every part against
+// its done record. Refused while a shard is not done.
+int command_shard_join(const std::string& plan, const std::string& output, bool overwrite);
 
 }  // namespace reel::host

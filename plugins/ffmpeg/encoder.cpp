@@ -197,11 +197,7 @@ class Encoder : public reel::Node {
     }
     if (int rc = avio_open(&format_->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
       throw reel::IoError(path, "cannot create " + path + ": " + av_error(rc));
-    AVDictionary* options = nullptr;
-    if (std::string(format_->oformat->name).find("mp4") != std::string::npos ||
-        std::string(format_->oformat->name).find("mov") != std::string::npos)
-      // Index first (playable while downloading); colour tags always written.
-      av_dict_set(&options, "movflags", "+faststart+write_colr", 0);
+    AVDictionary* options = muxer_options(format_);
     int rc = avformat_write_header(format_, &options);
     av_dict_free(&options);
     check_io(rc, "write the header");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -114,6 +115,28 @@ TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
   ASSERT_EQ(joined.size(), expected.size());
   for (std::size_t i = 0; i < joined.size(); ++i) EXPECT_TRUE(at::equal(joined[i], expected[i])) << "frame " << i;
 
+  // Joined by stream copy into the graph's output: every frame once, bit for bit.
+  Outcome join = reel_cli("shard join " + plan_file.string());
+  ASSERT_EQ(join.exit_code, 0) << join.output;
+  const auto one_file = frames_of(dir / "out.mkv");
+  ASSERT_EQ(one_file.size(), expected.size());
+  for (std::size_t i = 0; i < one_file.size(); ++i) EXPECT_TRUE(at::equal(one_file[i], expected[i])) << "frame " << i;
+  EXPECT_EQ(test::probe(dir / "out.mkv")["nb_read_frames"], "81");
+  EXPECT_EQ(test::probe(dir / "out.mkv")["r_frame_rate"], "48/1");
+
+  // A part changed after its shard finished (same size, one byte): the join names it, writes nothing.
+  const fs::path part2 = p["shards"][2]["part"].get<std::string>();
+  {
+    std::fstream bytes(part2, std::ios::in | std::ios::out | std::ios::binary);
+    bytes.seekp(static_cast<std::streamoff>(fs::file_size(part2) / 2));
+    bytes.put('\x5a');
+  }
+  Outcome tampered = reel_cli("shard join " + plan_file.string() + " -o " + (dir / "again.mkv").string());
+  EXPECT_EQ(tampered.exit_code, 66) << tampered.output;
+  EXPECT_NE(tampered.output.find(part2.string() + " is not the file its shard wrote"), std::string::npos)
+      << tampered.output;
+  EXPECT_FALSE(fs::exists(dir / "again.mkv"));
+
   // Another source under the same name: every shard refuses to run for this plan.
   test::make_video(dir, "clip.mp4", 64, 48, 41, "25", "-c:v libx264 -qp 0 -g 8");
   Outcome changed = reel_cli("shard run " + plan_file.string() + " --shard 0");
@@ -147,4 +170,48 @@ TEST(Shard, WhatCannotBeSplitIsRefusedSayingWhy) {
   EXPECT_NE(no_index.output.find("no shard index"), std::string::npos) << no_index.output;
   Outcome out_of_range = reel_cli("shard run " + (dir / "p.json").string() + " --shard 2");
   EXPECT_EQ(out_of_range.exit_code, 64) << out_of_range.output;
+}
+
+// H.264 parts (each a fresh encode starting on a keyframe) joined by stream copy, with the
+// source's AAC audio added once: every frame once, evenly spaced across the seams, and the sound.
+TEST(Shard, AnH264JoinHasEveryFrameOnceAndTheSourcesAudio) {
+  const fs::path dir = test::temp_dir("shard-h264");
+  const fs::path clip = dir / "clip.mp4";
+  ASSERT_EQ(test::shell("ffmpeg -v error -y -f lavfi -i testsrc2=s=160x96:r=24:d=2 -f lavfi -i "
+                        "sine=frequency=440:sample_rate=48000:duration=2 -c:v libx264 -preset ultrafast -g 12 -c:a aac "
+                        "-shortest '" + clip.string() + "'"),
+            0);
+  json graph = upscale_interpolate(clip, dir / "out.mp4");
+  graph["nodes"][1]["params"] = {{"scale", 2}};
+  graph["nodes"][3]["params"] = {{"path", (dir / "out.mp4").string()}, {"preset", "ultrafast"}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  const fs::path plan_file = dir / "plan.json";
+  ASSERT_EQ(reel_cli("shard plan " + graph_file.string() + " --shards 3 -o " + plan_file.string()).exit_code, 0);
+  for (int shard : {2, 0, 1}) {
+    Outcome run = reel_cli("shard run " + plan_file.string() + " --shard " + std::to_string(shard));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+  }
+  Outcome join = reel_cli("shard join " + plan_file.string());
+  ASSERT_EQ(join.exit_code, 0) << join.output;
+  EXPECT_NE(join.output.find("with the source's audio"), std::string::npos) << join.output;
+
+  const json video = test::probe(dir / "out.mp4");
+  EXPECT_EQ(video["nb_read_frames"], "95");  // (48 - 1) * 2 + 1
+  EXPECT_EQ(video["r_frame_rate"], "48/1");
+  std::string times;
+  test::shell("ffprobe -v error -select_streams v:0 -show_entries frame=pts -of default=nw=1:nk=1 '" + (dir / "out.mp4").string() +
+                  "'",
+              &times);
+  std::vector<long long> pts;
+  std::istringstream lines(times);
+  for (long long t; lines >> t;) pts.push_back(t);
+  ASSERT_EQ(pts.size(), 95u);
+  for (std::size_t i = 1; i < pts.size(); ++i) EXPECT_EQ(pts[i] - pts[i - 1], pts[1] - pts[0]) << "frame " << i;
+  std::string audio;
+  test::shell("ffprobe -v error -select_streams a:0 -show_entries stream=codec_name,duration -of csv=p=0 '" +
+                  (dir / "out.mp4").string() + "'",
+              &audio);
+  EXPECT_EQ(audio.substr(0, 4), "aac,") << audio;
+  const double seconds = std::stod(audio.substr(4));
+  EXPECT_NEAR(seconds, 95.0 / 48, 0.05) << audio;
 }
