@@ -89,6 +89,11 @@ TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
   }
   Outcome middle = reel_cli("shard status " + plan_file.string());
   EXPECT_NE(middle.output.find("2 of 4 done; to run: 0,2"), std::string::npos) << middle.output;
+  Outcome early = reel_cli("shard join " + plan_file.string());
+  EXPECT_EQ(early.exit_code, 66) << early.output;
+  EXPECT_NE(early.output.find("shards 0,2 of " + plan_file.string() + " are not done"), std::string::npos)
+      << early.output;
+  EXPECT_FALSE(fs::exists(dir / "out.mkv"));
   // The index from the array job's environment, as Slurm and Kubernetes set it.
   Outcome from_slurm = reel_cli("shard run " + plan_file.string(), "SLURM_ARRAY_TASK_ID=0");
   ASSERT_EQ(from_slurm.exit_code, 0) << from_slurm.output;
