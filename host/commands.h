@@ -75,6 +75,10 @@ RunResult run_graph_file(PluginCatalog& catalog, const std::string& file, const 
 RunResult run_graph_text(PluginCatalog& catalog, const std::string& text, const std::string& label,
                          const std::vector<std::string>& sets, const RunOptions& options);
 
+// Loads the plugins that provide the graph's node types, and only those (the others are known from
+// the plugin cache). Throws what loading a library throws.
+void load_graph_types(PluginCatalog& catalog, const GraphSpec& graph);
+
 // Writes a run report (or an array of them) atomically: a temporary file renamed into place.
 // Throws IoError naming the path.
 void write_report_file(const std::string& path, const nlohmann::json& report);

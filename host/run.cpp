@@ -30,9 +30,7 @@ RunResult load_and_run(PluginCatalog& catalog, const std::string& file, const st
   }
   // Only the plugins this graph uses are loaded (the others are known from the plugin cache).
   try {
-    std::vector<std::string> types;
-    for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
-    catalog.load_types(types);
+    load_graph_types(catalog, graph);
   } catch (...) {
     RunResult r;
     r.graph_file = file;
@@ -45,6 +43,12 @@ RunResult load_and_run(PluginCatalog& catalog, const std::string& file, const st
 }
 
 }  // namespace
+
+void load_graph_types(PluginCatalog& catalog, const GraphSpec& graph) {
+  std::vector<std::string> types;
+  for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
+  catalog.load_types(types);
+}
 
 void write_report_file(const std::string& path, const nlohmann::json& report) {
   OutputFile file(path, /*overwrite=*/true);

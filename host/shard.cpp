@@ -237,9 +237,7 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
     GraphSpec graph;
     if (auto failure = read_graph(catalog, args.graph, std::nullopt, args.sets, graph))
       return report_failure(args.graph, std::move(*failure));
-    std::vector<std::string> types;
-    for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
-    catalog.load_types(types);
+    load_graph_types(catalog, graph);
     const Roles roles = find_roles(graph, catalog);
 
     // The source's range as the graph has it, and its length.
@@ -323,9 +321,7 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std:
     const fs::path part = entry.at("part").get<std::string>();
 
     GraphSpec graph = parse_graph_text(plan["graph"].dump(), plan_path);
-    std::vector<std::string> types;
-    for (const NodeSpec& node : graph.nodes) types.push_back(node.type);
-    catalog.load_types(types);
+    load_graph_types(catalog, graph);
     const Roles roles = find_roles(graph, catalog);
     const std::string source_path = roles.source->params.value("path", "");
     if (graph_fingerprint(graph) != plan.value("graph_fingerprint", "") ||
