@@ -204,6 +204,11 @@ int main(int argc, char** argv) {
       "status", "Done, failed and missing shards of a plan, and those to run again (exit 1 until all are done)");
   shard_status_cmd->add_option("plan", shard_plan_file, "The plan")->required();
   shard_status_cmd->add_flag("--json", json, "Print as JSON");
+  bool to_run_only = false;
+  shard_status_cmd
+      ->add_flag("--to-run", to_run_only,
+                 "Print only the shards to run again, as Slurm's --array takes them (0,2-4; nothing when all are done)")
+      ->excludes("--json");
   std::string joined_output;
   CLI::App* shard_join_cmd = shard_cmd->add_subcommand(
       "join", "Check every part and join them by stream copy into one file, with the source's audio once");
@@ -279,7 +284,9 @@ int main(int argc, char** argv) {
   }
   if (*shard_plan_cmd) return host::command_shard_plan(catalog, shard_plan, options);
   if (*shard_run_cmd) return host::command_shard_run(catalog, shard_plan_file, shard_index, options);
-  if (*shard_status_cmd) return host::command_shard_status(shard_plan_file, json);
+  if (*shard_status_cmd) return host::command_shard_status(shard_plan_file, json         ? host::StatusFormat::json
+                                                                            : to_run_only ? host::StatusFormat::to_run
+                                                                                          : host::StatusFormat::text);
   if (*shard_join_cmd) return host::command_shard_join(shard_plan_file, joined_output, options.overwrite_outputs);
   if (*convert_cmd) return host::command_models_convert(catalog, convert_in, convert_out, options.overwrite_outputs);
   if (*models_cmd) return host::command_models(catalog, listed_dirs, json);

@@ -5,6 +5,7 @@
 
 #include <reel/output_file.h>
 #include <reel/runtime/report.h>
+#include <reel/weights.h>
 
 #ifdef REEL_WITH_FFMPEG
 #include "join.h"
@@ -60,19 +61,51 @@ void hash_bytes(const fs::path& file, std::uint64_t offset, std::int64_t length,
   }
 }
 
-// What makes a source file the same file: its size, modification time and its first and last
-// MiB (reading all of a long video on every shard would cost more than the shard).
+// What makes a file the same file on every machine: its size and its first, middle and last MiB
+// (reading all of a long video on every shard would cost more than the shard). Not its time: a
+// source or model copied to each machine (object store, local disk) keeps its identity.
 std::string file_identity(const fs::path& file) {
   std::error_code ec;
   const std::uint64_t size = fs::file_size(file, ec);
   if (ec) throw IoError(file.string(), "cannot read " + file.string() + ": " + ec.message());
-  const auto time = fs::last_write_time(file, ec).time_since_epoch().count();
   Hash hash;
-  hash.add(std::to_string(size) + ":" + std::to_string(time) + ":");
+  hash.add(std::to_string(size) + ":");
   constexpr std::uint64_t mib = 1 << 20;
-  hash_bytes(file, 0, static_cast<std::int64_t>(std::min(size, mib)), hash);
-  if (size > mib) hash_bytes(file, std::max(mib, size - mib), -1, hash);
+  if (size <= 3 * mib) {
+    hash_bytes(file, 0, -1, hash);
+  } else {
+    hash_bytes(file, 0, mib, hash);
+    hash_bytes(file, size / 2 - mib / 2, mib, hash);
+    hash_bytes(file, size - mib, -1, hash);
+  }
   return hash.hex();
+}
+
+// The models the graph's nodes load (their `model` parameters, resolved as the nodes resolve
+// them): each file's identity; an ncnn `.param` with its `.bin`, a folder (a diffusers model)
+// with every file in it.
+json model_identities(const GraphSpec& graph) {
+  json models = json::object();
+  for (const NodeSpec& node : graph.nodes) {
+    const auto model = node.params.find("model");
+    if (model == node.params.end() || !model->is_string() || model->get<std::string>().empty()) continue;
+    const fs::path path = weights::resolve_model(model->get<std::string>(), node.id + ".model");
+    Hash hash;
+    std::vector<fs::path> files;
+    if (fs::is_directory(path)) {
+      for (const auto& item : fs::recursive_directory_iterator(path))
+        if (item.is_regular_file()) files.push_back(item.path());
+      std::sort(files.begin(), files.end());
+    } else {
+      files.push_back(path);
+      if (path.extension() == ".param") files.push_back(fs::path(path).replace_extension(".bin"));
+    }
+    for (const fs::path& file : files)
+      hash.add(fs::relative(file, fs::is_directory(path) ? path : path.parent_path()).string() + "=" +
+               file_identity(file) + ";");
+    models[node.id] = hash.hex();
+  }
+  return models;
 }
 
 std::string file_checksum(const fs::path& file) {
@@ -269,8 +302,9 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
     const std::string output = roles.sink->params.value("path", "");
     const std::string identity = file_identity(roles.source->params.value("path", ""));
     const std::string graph_print = graph_fingerprint(graph);
+    const json models = model_identities(graph);
     Hash whole_print;
-    whole_print.add(graph_print + ":" + identity + ":" + std::to_string(args.shards));
+    whole_print.add(graph_print + ":" + identity + ":" + models.dump() + ":" + std::to_string(args.shards));
     json shards = json::array();
     for (int i = 0; i < args.shards; ++i) {
       const std::int64_t a = n * i / args.shards, b = n * (i + 1) / args.shards;
@@ -286,6 +320,7 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
                  {"fingerprint", whole_print.hex()},
                  {"graph", effective_graph_json(graph)},
                  {"graph_fingerprint", graph_print},
+                 {"models", models},
                  {"source", {{"node", roles.source->id},
                              {"path", roles.source->params.value("path", "")},
                              {"identity", identity},
@@ -328,6 +363,11 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std:
         file_identity(source_path) != plan["source"].value("identity", ""))
       throw BadInputError(source_path + " (or the plan's graph) has changed since " + plan_path + " was made",
                           "Make a new plan; the parts made so far belong to the old one.");
+    const json models = model_identities(graph);
+    for (const auto& [node, identity] : models.items())
+      if (plan.value("models", json::object()).value(node, "") != identity)
+        throw BadInputError("the model of node '" + node + "' here is not the one " + plan_path + " was made with",
+                            "Give every machine the same model files, or make a new plan.");
 
     const std::string label = "shard " + std::to_string(*shard) + " of " + std::to_string(count);
     if (shard_state(plan, entry).state == "done") {
@@ -395,7 +435,7 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std:
   }
 }
 
-int command_shard_status(const std::string& plan_path, bool as_json) {
+int command_shard_status(const std::string& plan_path, StatusFormat format) {
   try {
     const json plan = read_plan(plan_path);
     json shards = json::array();
@@ -414,7 +454,9 @@ int command_shard_status(const std::string& plan_path, bool as_json) {
       else retry.push_back(index);
       shards.push_back(item);
     }
-    if (as_json) {
+    if (format == StatusFormat::to_run) {
+      if (!retry.empty()) std::printf("%s\n", index_list(retry).c_str());
+    } else if (format == StatusFormat::json) {
       std::cout << json({{"plan", plan_path},
                          {"shards", shards},
                          {"done", done},

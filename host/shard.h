@@ -35,7 +35,9 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
 int command_shard_run(PluginCatalog& catalog, const std::string& plan, std::optional<int> shard,
                       const RunOptions& options);
 
-int command_shard_status(const std::string& plan, bool json);
+// Exits 0 when every shard is done, 1 otherwise. to_run: only the list of shards to run again.
+enum class StatusFormat { text, json, to_run };
+int command_shard_status(const std::string& plan, StatusFormat format);
 
 // Joins the parts by stream copy into `output` (default: the graph's output), with the source's
 // audio once (as the graph's encoder would have: its `audio`), after checking every part against

@@ -89,6 +89,9 @@ TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
   }
   Outcome middle = reel_cli("shard status " + plan_file.string());
   EXPECT_NE(middle.output.find("2 of 4 done; to run: 0,2"), std::string::npos) << middle.output;
+  Outcome resubmit = reel_cli("shard status --to-run " + plan_file.string());  // for sbatch --array=...
+  EXPECT_EQ(resubmit.exit_code, 1);
+  EXPECT_EQ(resubmit.output, "0,2\n");
   Outcome early = reel_cli("shard join " + plan_file.string());
   EXPECT_EQ(early.exit_code, 66) << early.output;
   EXPECT_NE(early.output.find("shards 0,2 of " + plan_file.string() + " are not done"), std::string::npos)
@@ -109,6 +112,9 @@ TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
   Outcome after = reel_cli("shard status " + plan_file.string());
   EXPECT_EQ(after.exit_code, 0) << after.output;
   EXPECT_NE(after.output.find("4 of 4 done"), std::string::npos) << after.output;
+  Outcome nothing_to_run = reel_cli("shard status --to-run " + plan_file.string());
+  EXPECT_EQ(nothing_to_run.exit_code, 0);
+  EXPECT_EQ(nothing_to_run.output, "");
 
   // The parts, one after another, are the single run's frames, bit for bit.
   std::vector<at::Tensor> joined;
@@ -219,4 +225,40 @@ TEST(Shard, AnH264JoinHasEveryFrameOnceAndTheSourcesAudio) {
   EXPECT_EQ(audio.substr(0, 4), "aac,") << audio;
   const double seconds = std::stod(audio.substr(4));
   EXPECT_NEAR(seconds, 95.0 / 48, 0.05) << audio;
+}
+
+// The plan knows the source and the models by content (size and sampled bytes), not by time: a
+// copy on another machine is the same file, a changed model is refused.
+TEST(Shard, AChangedModelIsRefusedAndACopiedSourceIsNot) {
+  REEL_REQUIRE_SHARED("models/realesrgan/realesrgan-x4fast.param");
+  const fs::path dir = test::temp_dir("shard-models");
+  const fs::path clip = test::make_video(dir, "clip.mp4", 16, 16, 8, "24", "-c:v libx264 -qp 0");
+  for (const char* ext : {".param", ".bin"})
+    fs::copy_file(test::shared_dir() / "models/realesrgan" / (std::string("realesrgan-x4fast") + ext),
+                  dir / (std::string("model") + ext));
+  json graph = upscale_interpolate(clip, dir / "out.mkv", "upscaler.esrgan");
+  graph["nodes"][1]["params"] = {{"model", (dir / "model.param").string()}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  const fs::path plan_file = dir / "plan.json";
+  ASSERT_EQ(reel_cli("shard plan " + graph_file.string() + " --shards 2 -o " + plan_file.string()).exit_code, 0);
+  EXPECT_EQ(json::parse(std::ifstream(plan_file))["models"].size(), 1u);
+
+  // Copied again (a new modification time, the same bytes): still the plan's source.
+  fs::copy_file(clip, dir / "copy.mp4");
+  fs::remove(clip);
+  fs::rename(dir / "copy.mp4", clip);
+  Outcome copied = reel_cli("shard run " + plan_file.string() + " --shard 0");
+  EXPECT_EQ(copied.exit_code, 0) << copied.output;
+
+  // One weight changed in the middle of the .bin: not the model the plan was made with.
+  const fs::path bin = dir / "model.bin";
+  fs::permissions(bin, fs::perms::owner_write, fs::perm_options::add);  // copied from a read-only folder
+  {
+    std::fstream bytes(bin, std::ios::in | std::ios::out | std::ios::binary);
+    bytes.seekp(static_cast<std::streamoff>(fs::file_size(bin) / 2));
+    bytes.put('\x7f');
+  }
+  Outcome changed = reel_cli("shard run " + plan_file.string() + " --shard 1");
+  EXPECT_EQ(changed.exit_code, 66) << changed.output;
+  EXPECT_NE(changed.output.find("the model of node 'up' here is not the one"), std::string::npos) << changed.output;
 }
