@@ -183,16 +183,21 @@ int main(int argc, char** argv) {
   std::string shard_plan_file;
   std::optional<int> shard_index;
   CLI::App* shard_cmd = app.add_subcommand(
-      "shard", "Split one long video into frame ranges run as separate jobs (array tasks), and follow them");
+      "shard", "Split one long video into frame ranges, or a list of jobs, run as separate tasks (array tasks), and follow them");
   shard_cmd->require_subcommand(1);
   CLI::App* shard_plan_cmd =
-      shard_cmd->add_subcommand("plan", "Probe the source and write the frame ranges and part names of N shards");
+      shard_cmd->add_subcommand("plan", "Probe the source and write the frame ranges and part names of N shards (or, with --jobs, the jobs of N shards)");
   shard_plan_cmd->add_option("graph", shard_plan.graph, "Graph file")->required();
   add_set(shard_plan_cmd, shard_plan.sets);
   shard_plan_cmd->add_option("--shards", shard_plan.shards, "How many shards")->required()->check(CLI::Range(1, 100000));
   shard_plan_cmd->add_option("-o,--output", shard_plan.plan, "Where the plan goes (JSON)")->required();
+  shard_plan_cmd
+      ->add_option("--jobs", shard_plan.jobs,
+                   "Shard by job instead of by frame: a JSON file with one object of node.param values per job, "
+                   "each applied like --set (outputs the job does not name are numbered: out.job-0003.mp4)")
+      ->check(CLI::ExistingFile);
   CLI::App* shard_run_cmd = shard_cmd->add_subcommand(
-      "run", "Run one shard of a plan into its part (nothing to do when the part is done already)");
+      "run", "Run one shard of a plan: its part, or its jobs (nothing to do for what is done already)");
   shard_run_cmd->add_option("plan", shard_plan_file, "The plan")->required();
   shard_run_cmd->add_option("--shard", shard_index,
                             "Which shard (0-based); default: SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or "

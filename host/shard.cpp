@@ -16,7 +16,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 
 namespace reel::host {
 
@@ -122,7 +124,7 @@ struct Roles {
 
 [[noreturn]] void unsplittable(const std::string& why, const std::string& hint = {}) {
   throw Error(ErrorKind::invalid_graph, "this graph cannot be split into frame ranges: " + why,
-              hint.empty() ? "Run it whole with `reel run`." : hint);
+              hint.empty() ? "Run it whole with `reel run`, or as many jobs (`reel shard plan --jobs`)." : hint);
 }
 
 bool has_param(const NodeType& type, const std::string& name) {
@@ -170,15 +172,17 @@ std::int64_t frames_at_sink(GraphSpec graph, const Roles& roles, std::int64_t st
                "Use a source whose file states its frame count (MP4, MOV), without fps resampling.");
 }
 
-fs::path part_path(const std::string& output, int index, int shards) {
+// "out.part-0003-of-0016.mkv", "out.job-0003.mp4": beside `output`, numbered.
+fs::path numbered_path(const std::string& output, const std::string& number) {
   const fs::path out(output);
-  char number[32];
-  std::snprintf(number, sizeof number, ".part-%04d-of-%04d", index, shards);
   return out.parent_path() / (out.stem().string() + number + out.extension().string());
 }
 
-fs::path done_record(const fs::path& part) { return part.string() + ".done.json"; }
-fs::path failed_record(const fs::path& part) { return part.string() + ".failed.json"; }
+fs::path part_path(const std::string& output, int index, int shards) {
+  char number[32];
+  std::snprintf(number, sizeof number, ".part-%04d-of-%04d", index, shards);
+  return numbered_path(output, number);
+}
 
 json read_json(const fs::path& file) {
   std::ifstream in(file);
@@ -192,34 +196,90 @@ json read_plan(const std::string& path) {
   if (!in) throw IoError(path, "cannot read the plan " + path);
   json plan = json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (plan.is_discarded() || !plan.is_object() || plan.value("reel_shard_plan", 0) != kPlanFormat ||
-      !plan.contains("shards") || !plan["shards"].is_array() || !plan.contains("graph"))
+      !plan.contains("shards") || !plan["shards"].is_array() || !plan.contains("graph") ||
+      (plan.value("kind", "") != "frames" && plan.value("kind", "") != "jobs"))
     throw BadInputError(path + " is not a reel shard plan (format " + std::to_string(kPlanFormat) + ")",
                         "Make one with `reel shard plan`.");
   return plan;
 }
+
+bool is_job_plan(const json& plan) { return plan.value("kind", "") == "jobs"; }
 
 bool retryable(ErrorKind kind) {
   return kind == ErrorKind::out_of_memory || kind == ErrorKind::device || kind == ErrorKind::io ||
          kind == ErrorKind::timeout || kind == ErrorKind::cancelled;
 }
 
-// A shard's state from its records: "done" (its part is there as recorded, made for this plan),
-// "failed" (its last run failed) or "missing".
-struct ShardState {
-  std::string state;
+// ---- records: what a unit of work (a frame shard's part, a job) left behind ----
+//
+// Beside the unit's first output: OUT.done.json (the files it wrote with their sizes and
+// checksums, and the fingerprint it was made for) or OUT.failed.json (the error). A unit is done
+// when its done record is for this fingerprint and every file it lists is there at its size.
+
+fs::path done_record(const fs::path& output) { return output.string() + ".done.json"; }
+fs::path failed_record(const fs::path& output) { return output.string() + ".failed.json"; }
+
+struct UnitState {
+  std::string state;  // "done", "failed" or "missing"
   json record;
 };
 
-ShardState shard_state(const json& plan, const json& shard) {
-  const fs::path part = shard.at("part").get<std::string>();
-  json done = read_json(done_record(part));
-  std::error_code ec;
-  if (done.is_object() && done.value("fingerprint", "") == plan.value("fingerprint", "") && fs::exists(part, ec) &&
-      fs::file_size(part, ec) == done.value("bytes", std::uint64_t{0}))
-    return {"done", done};
-  json failed = read_json(failed_record(part));
+UnitState unit_state(const fs::path& output, const std::string& fingerprint) {
+  json done = read_json(done_record(output));
+  if (done.is_object() && done.value("fingerprint", "") == fingerprint && done.contains("files") &&
+      done["files"].is_array()) {
+    bool whole = true;
+    for (const json& file : done["files"]) {
+      std::error_code ec;
+      const fs::path path = file.value("path", "");
+      whole = whole && fs::exists(path, ec) && fs::file_size(path, ec) == file.value("bytes", std::uint64_t{0});
+    }
+    if (whole) return {"done", done};
+  }
+  json failed = read_json(failed_record(output));
   if (failed.is_object()) return {"failed", failed};
   return {"missing", json()};
+}
+
+// Runs one unit's graph with a progress display; writes its done record (with `record` and its
+// files), or its failed record. `check` may fail a run that succeeded (nullopt: fine); it runs
+// before the record is written. Returns reel's exit code.
+int run_unit(const GraphSpec& graph, const PluginCatalog& catalog, RunOptions options, const fs::path& output,
+             const std::string& fingerprint, json record,
+             const std::function<std::optional<std::string>(const RunResult&)>& check = {}) {
+  std::error_code ec;
+  fs::remove(done_record(output), ec);
+  fs::remove(failed_record(output), ec);
+  auto progress = make_progress_printer(true);
+  options.observer = progress.get();
+  options.cancel = &cancel_flag();
+  RunResult result = run_graph(graph, catalog, options);
+  if (progress) progress->end_run();
+  if (result.ok() && check) {
+    if (auto problem = check(result)) {
+      for (const WrittenFile& file : result.outputs) fs::remove(file.path, ec);
+      result.failure = Failure{};
+      result.failure->kind = ErrorKind::internal;
+      result.failure->reason = result.failure->detail = *problem;
+    }
+  }
+  print_run_outcome(result);
+  record["fingerprint"] = fingerprint;
+  if (!result.ok()) {
+    const Failure& f = *result.failure;
+    record.update({{"kind", to_string(f.kind)},
+                   {"message", f.detail},
+                   {"exit_code", exit_code(f.kind)},
+                   {"retryable", retryable(f.kind)}});
+    write_report_file(failed_record(output).string(), record);
+    return exit_code(f.kind);
+  }
+  json files = json::array();
+  for (const WrittenFile& file : result.outputs)
+    files.push_back({{"path", file.path}, {"bytes", fs::file_size(file.path)}, {"checksum_fnv1a64", file_checksum(file.path)}});
+  record.update({{"files", files}, {"seconds", result.seconds}});
+  write_report_file(done_record(output).string(), record);
+  return 0;
 }
 
 // "0,2-4,7": the form of Slurm's --array.
@@ -263,6 +323,288 @@ void print_error(const Error& e) {
   if (!e.hint().empty()) std::fprintf(stderr, "%s\n", e.hint().c_str());
 }
 
+// ---- frame shards: one long video in frame ranges ----
+
+// The state of frame shard `entry`: its part, for the plan's fingerprint.
+UnitState frame_shard_state(const json& plan, const json& entry) {
+  return unit_state(entry.at("part").get<std::string>(), plan.value("fingerprint", ""));
+}
+
+int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options, GraphSpec& graph) {
+  const Roles roles = find_roles(graph, catalog);
+
+  // The source's range as the graph has it, and its length.
+  RunResult whole = plan_graph(graph, catalog, options);
+  if (whole.failure) return report_failure(args.graph, std::move(*whole.failure));
+  const std::int64_t start = roles.source->params.value("start", std::int64_t{0});
+  std::optional<std::int64_t> length;
+  for (const NodeReport& node : whole.nodes)
+    if (node.id == roles.source->id && !node.outputs.empty()) length = node.outputs[0].frame_count;
+  if (!length)
+    unsplittable("the source '" + roles.source->id + "' does not state its length",
+                 "Use a file whose header states its frame count (MP4, MOV), without fps resampling.");
+  const std::int64_t n = *length;
+  if (n < 2 * static_cast<std::int64_t>(args.shards))
+    throw Error(ErrorKind::usage, "the source has " + std::to_string(n) + " frames: too few for " +
+                                      std::to_string(args.shards) + " shards of at least 2 frames");
+
+  // out(n) = M*n + c, from the plan at two lengths; checked at a third.
+  const std::int64_t out_n = frames_at_sink(graph, roles, start, n, catalog, options);
+  const std::int64_t out_less = frames_at_sink(graph, roles, start, n - 1, catalog, options);
+  const std::int64_t multiplier = out_n - out_less, offset = out_n - multiplier * n;
+  if (multiplier < 1 || offset > 0 || frames_at_sink(graph, roles, start, 2, catalog, options) != 2 * multiplier + offset)
+    unsplittable("its output does not grow by a whole number of frames per source frame (" + std::to_string(out_less) +
+                 " frames from " + std::to_string(n - 1) + ", " + std::to_string(out_n) + " from " +
+                 std::to_string(n) + ")");
+  const std::int64_t halo = (-offset + multiplier - 1) / multiplier;
+
+  const std::string output = roles.sink->params.value("path", "");
+  const std::string identity = file_identity(roles.source->params.value("path", ""));
+  const std::string graph_print = graph_fingerprint(graph);
+  const json models = model_identities(graph);
+  Hash whole_print;
+  whole_print.add(graph_print + ":" + identity + ":" + models.dump() + ":" + std::to_string(args.shards));
+  json shards = json::array();
+  for (int i = 0; i < args.shards; ++i) {
+    const std::int64_t a = n * i / args.shards, b = n * (i + 1) / args.shards;
+    const bool last = i + 1 == args.shards;
+    shards.push_back({{"index", i},
+                      {"start", start + a},
+                      {"frames", b - a},
+                      {"read", last ? b - a : b - a + halo},
+                      {"keep", last ? multiplier * (b - a) + offset : multiplier * (b - a)},
+                      {"part", part_path(output, i, args.shards).string()}});
+  }
+  json plan = {{"reel_shard_plan", kPlanFormat},
+               {"kind", "frames"},
+               {"fingerprint", whole_print.hex()},
+               {"graph", effective_graph_json(graph)},
+               {"graph_fingerprint", graph_print},
+               {"models", models},
+               {"source", {{"node", roles.source->id},
+                           {"path", roles.source->params.value("path", "")},
+                           {"identity", identity},
+                           {"start", start},
+                           {"frames", n}}},
+               {"output", {{"node", roles.sink->id}, {"path", output}, {"frames", out_n}}},
+               {"frames_out", {{"multiplier", multiplier}, {"offset", offset}, {"halo", halo}}},
+               {"shards", shards}};
+  write_report_file(args.plan, plan);
+  std::fprintf(stderr, "reel: %s: %d shards of %s (%lld frames -> %lld), parts beside %s\n", args.plan.c_str(),
+               args.shards, roles.source->params.value("path", "").c_str(), static_cast<long long>(n),
+               static_cast<long long>(out_n), output.c_str());
+  return 0;
+}
+
+int run_frame_shard(PluginCatalog& catalog, const json& plan, const std::string& plan_path, int shard,
+                    const RunOptions& options) {
+  const json& entry = plan["shards"][shard];
+  const fs::path part = entry.at("part").get<std::string>();
+  GraphSpec graph = parse_graph_text(plan["graph"].dump(), plan_path);
+  load_graph_types(catalog, graph);
+  const Roles roles = find_roles(graph, catalog);
+  const std::string source_path = roles.source->params.value("path", "");
+  if (graph_fingerprint(graph) != plan.value("graph_fingerprint", "") ||
+      file_identity(source_path) != plan["source"].value("identity", ""))
+    throw BadInputError(source_path + " (or the plan's graph) has changed since " + plan_path + " was made",
+                        "Make a new plan; the parts made so far belong to the old one.");
+  const json models = model_identities(graph);
+  for (const auto& [node, identity] : models.items())
+    if (plan.value("models", json::object()).value(node, "") != identity)
+      throw BadInputError("the model of node '" + node + "' here is not the one " + plan_path + " was made with",
+                          "Give every machine the same model files, or make a new plan.");
+
+  const std::string label = "shard " + std::to_string(shard) + " of " + std::to_string(plan["shards"].size());
+  if (frame_shard_state(plan, entry).state == "done") {
+    std::fprintf(stderr, "reel: %s is done already: %s\n", label.c_str(), part.c_str());
+    return 0;
+  }
+  const std::string source = roles.source->id, sink = roles.sink->id;
+  const std::int64_t first = entry.at("start").get<std::int64_t>(), keep = entry.at("keep").get<std::int64_t>();
+  apply_overrides(graph,
+                  {source + ".start=" + std::to_string(first), source + ".count=" + std::to_string(entry.at("read").get<std::int64_t>()),
+                   sink + ".path=" + part.string(), sink + ".overwrite=true", sink + ".frames=" + std::to_string(keep),
+                   sink + ".audio=none"},
+                  &catalog);
+  std::fprintf(stderr, "reel: running %s: frames %lld to %lld into %s\n", label.c_str(), static_cast<long long>(first),
+               static_cast<long long>(first + entry.at("frames").get<std::int64_t>() - 1), part.c_str());
+  // The part holds exactly the frames the plan gives it, or it is not a part of this join.
+  auto check = [&](const RunResult& result) -> std::optional<std::string> {
+    std::int64_t arrived = 0;
+    for (const NodeReport& node : result.nodes)
+      if (node.id == sink) arrived = node.frames_in;
+    if (arrived >= keep) return std::nullopt;
+    return std::to_string(arrived) + " frames reached the encoder, but the plan gives this part " + std::to_string(keep);
+  };
+  return run_unit(graph, catalog, options, part, plan.value("fingerprint", ""), {{"shard", shard}, {"frames", keep}},
+                  check);
+}
+
+// ---- job shards: many runs of one graph, each with its own --set variation ----
+
+// `--jobs FILE`: a JSON array with one object per job, {"node.param": value, ...}.
+std::vector<std::vector<std::string>> read_variations(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw IoError(file, "cannot read the jobs file " + file);
+  const json jobs = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const std::string form = "Give a JSON array with one object per job: [{\"gen.prompt\": \"a cat\", \"gen.seed\": 1}, ...].";
+  if (jobs.is_discarded() || !jobs.is_array() || jobs.empty())
+    throw BadInputError(file + " is not a list of jobs", form);
+  std::vector<std::vector<std::string>> variations;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    if (!jobs[j].is_object())
+      throw BadInputError(file + ": job " + std::to_string(j) + " is not an object of node.param values", form);
+    std::vector<std::string>& sets = variations.emplace_back();
+    for (const auto& [key, value] : jobs[j].items())
+      sets.push_back(key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
+  }
+  return variations;
+}
+
+// What a job's run depends on besides its graph and models: the files its params name (a source,
+// an image to start from), except what its outputs write.
+std::string job_fingerprint(const GraphSpec& graph, const std::vector<const NodeSpec*>& sinks) {
+  Hash hash;
+  hash.add(graph_fingerprint(graph) + ":" + model_identities(graph).dump());
+  for (const NodeSpec& node : graph.nodes) {
+    const bool sink = std::find(sinks.begin(), sinks.end(), &node) != sinks.end();
+    for (const auto& [name, value] : node.params.items()) {
+      std::error_code ec;
+      if (!value.is_string() || name == "model" || (sink && name == "path")) continue;
+      const fs::path path = value.get<std::string>();
+      if (!path.empty() && fs::is_regular_file(path, ec)) hash.add(":" + node.id + "." + name + "=" + file_identity(path));
+    }
+  }
+  return hash.hex();
+}
+
+// The nodes that write files: no outputs, a `path`.
+std::vector<const NodeSpec*> output_nodes(const GraphSpec& graph, const PluginCatalog& catalog) {
+  std::vector<const NodeSpec*> sinks;
+  for (const NodeSpec& node : graph.nodes) {
+    const RegisteredType* entry = catalog.find(node.type);
+    if (entry && entry->type.outputs.empty() && has_param(entry->type, "path")) sinks.push_back(&node);
+  }
+  return sinks;
+}
+
+// Job `j`'s graph: the plan's graph with the job's sets.
+GraphSpec job_graph(const GraphSpec& base, const std::vector<std::string>& sets, const PluginCatalog& catalog, int j) {
+  GraphSpec graph = base;
+  try {
+    apply_overrides(graph, sets, &catalog);
+  } catch (const Error& e) {
+    throw Error(e.kind(), "job " + std::to_string(j) + ": " + e.what(), e.hint());
+  }
+  return graph;
+}
+
+int plan_jobs(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options, GraphSpec& base) {
+  const auto variations = read_variations(args.jobs);
+  const int count = static_cast<int>(variations.size());
+  if (count < args.shards)
+    throw Error(ErrorKind::usage, args.jobs + " has " + std::to_string(count) + " jobs: too few for " +
+                                      std::to_string(args.shards) + " shards");
+  if (output_nodes(base, catalog).empty())
+    throw Error(ErrorKind::invalid_graph, "the graph writes no file (no output node with a path), so its jobs leave nothing");
+
+  json jobs = json::array();
+  std::map<std::string, int> writer;  // output path -> job
+  Hash whole_print;
+  for (int j = 0; j < count; ++j) {
+    std::vector<std::string> sets = variations[j];
+    GraphSpec graph = job_graph(base, sets, catalog, j);
+    // Each output not named by the job gets the job's number: out.job-0003.mp4.
+    json outputs = json::array();
+    for (const NodeSpec* sink : output_nodes(graph, catalog)) {
+      const std::string set_path = sink->id + ".path=";
+      const bool named = std::any_of(variations[j].begin(), variations[j].end(),
+                                     [&](const std::string& s) { return s.rfind(set_path, 0) == 0; });
+      std::string path = sink->params.value("path", "");
+      if (!named) {
+        char number[32];
+        std::snprintf(number, sizeof number, ".job-%04d", j);
+        path = numbered_path(path, number).string();
+        sets.push_back(set_path + path);
+      }
+      if (auto [it, fresh] = writer.emplace(path, j); !fresh)
+        throw Error(ErrorKind::usage, "jobs " + std::to_string(it->second) + " and " + std::to_string(j) + " both write " + path,
+                    "Give each job its own output path (" + set_path + "...), or leave it out to number them.");
+      outputs.push_back(path);
+    }
+    graph = job_graph(base, sets, catalog, j);
+    RunResult planned = plan_graph(graph, catalog, options);
+    if (planned.failure) {
+      planned.failure->detail = "job " + std::to_string(j) + ": " + planned.failure->detail;
+      return report_failure(args.graph, std::move(*planned.failure));
+    }
+    const std::string print = job_fingerprint(graph, output_nodes(graph, catalog));
+    whole_print.add(print);
+    jobs.push_back({{"index", j}, {"sets", sets}, {"outputs", outputs}, {"fingerprint", print}});
+  }
+  json shards = json::array();
+  for (int i = 0; i < args.shards; ++i) {
+    json members = json::array();
+    for (int j = count * i / args.shards; j < count * (i + 1) / args.shards; ++j) members.push_back(j);
+    shards.push_back({{"index", i}, {"jobs", members}});
+  }
+  write_report_file(args.plan, {{"reel_shard_plan", kPlanFormat},
+                                {"kind", "jobs"},
+                                {"fingerprint", whole_print.hex()},
+                                {"graph", effective_graph_json(base)},
+                                {"jobs", jobs},
+                                {"shards", shards}});
+  std::fprintf(stderr, "reel: %s: %d jobs of %s in %d shards\n", args.plan.c_str(), count, args.graph.c_str(),
+               args.shards);
+  return 0;
+}
+
+UnitState job_state(const json& job) {
+  return unit_state(job.at("outputs").at(0).get<std::string>(), job.value("fingerprint", ""));
+}
+
+// A job shard is done when all its jobs are, failed when one failed.
+UnitState job_shard_state(const json& plan, const json& entry) {
+  UnitState shard{"done", json::object()};
+  for (const json& j : entry.at("jobs")) {
+    const UnitState job = job_state(plan["jobs"].at(j.get<std::size_t>()));
+    if (job.state == "failed" && shard.state != "failed") shard = {"failed", job.record};
+    if (job.state == "missing" && shard.state == "done") shard = {"missing", json()};
+  }
+  return shard;
+}
+
+int run_job_shard(PluginCatalog& catalog, const json& plan, const std::string& plan_path, int shard,
+                  RunOptions options) {
+  GraphSpec base = parse_graph_text(plan["graph"].dump(), plan_path);
+  load_graph_types(catalog, base);
+  // A job's output may be left whole by a run killed after its rename, before its record.
+  options.overwrite_outputs = true;
+  const json& members = plan["shards"][shard].at("jobs");
+  int first_failure = 0;
+  for (const json& index : members) {
+    const int j = index.get<int>();
+    const json& job = plan["jobs"].at(static_cast<std::size_t>(j));
+    GraphSpec graph = job_graph(base, job.at("sets").get<std::vector<std::string>>(), catalog, j);
+    const std::string print = job_fingerprint(graph, output_nodes(graph, catalog));
+    if (print != job.value("fingerprint", ""))
+      throw BadInputError("job " + std::to_string(j) + " of " + plan_path +
+                              ": its graph, models or input files have changed since the plan was made",
+                          "Make a new plan; the outputs made so far belong to the old one.");
+    const fs::path output = job.at("outputs").at(0).get<std::string>();
+    const std::string label = "job " + std::to_string(j) + " (shard " + std::to_string(shard) + ")";
+    if (job_state(job).state == "done") {
+      std::fprintf(stderr, "reel: %s is done already: %s\n", label.c_str(), output.c_str());
+      continue;
+    }
+    std::fprintf(stderr, "reel: running %s into %s\n", label.c_str(), output.c_str());
+    const int code = run_unit(graph, catalog, options, output, print, {{"shard", shard}, {"job", j}});
+    if (code != 0 && first_failure == 0) first_failure = code;
+    if (code == exit_code(ErrorKind::cancelled)) break;
+  }
+  return first_failure;
+}
+
 }  // namespace
 
 int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options) {
@@ -271,69 +613,8 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
     if (auto failure = read_graph(catalog, args.graph, std::nullopt, args.sets, graph))
       return report_failure(args.graph, std::move(*failure));
     load_graph_types(catalog, graph);
-    const Roles roles = find_roles(graph, catalog);
-
-    // The source's range as the graph has it, and its length.
-    RunResult whole = plan_graph(graph, catalog, options);
-    if (whole.failure) return report_failure(args.graph, std::move(*whole.failure));
-    const std::int64_t start = roles.source->params.value("start", std::int64_t{0});
-    std::optional<std::int64_t> length;
-    for (const NodeReport& node : whole.nodes)
-      if (node.id == roles.source->id && !node.outputs.empty()) length = node.outputs[0].frame_count;
-    if (!length)
-      unsplittable("the source '" + roles.source->id + "' does not state its length",
-                   "Use a file whose header states its frame count (MP4, MOV), without fps resampling.");
-    const std::int64_t n = *length;
     if (args.shards < 1) throw Error(ErrorKind::usage, "--shards must be at least 1");
-    if (n < 2 * static_cast<std::int64_t>(args.shards))
-      throw Error(ErrorKind::usage, "the source has " + std::to_string(n) + " frames: too few for " +
-                                        std::to_string(args.shards) + " shards of at least 2 frames");
-
-    // out(n) = M*n + c, from the plan at two lengths; checked at a third.
-    const std::int64_t out_n = frames_at_sink(graph, roles, start, n, catalog, options);
-    const std::int64_t out_less = frames_at_sink(graph, roles, start, n - 1, catalog, options);
-    const std::int64_t multiplier = out_n - out_less, offset = out_n - multiplier * n;
-    if (multiplier < 1 || offset > 0 || frames_at_sink(graph, roles, start, 2, catalog, options) != 2 * multiplier + offset)
-      unsplittable("its output does not grow by a whole number of frames per source frame (" + std::to_string(out_less) +
-                   " frames from " + std::to_string(n - 1) + ", " + std::to_string(out_n) + " from " +
-                   std::to_string(n) + ")");
-    const std::int64_t halo = (-offset + multiplier - 1) / multiplier;
-
-    const std::string output = roles.sink->params.value("path", "");
-    const std::string identity = file_identity(roles.source->params.value("path", ""));
-    const std::string graph_print = graph_fingerprint(graph);
-    const json models = model_identities(graph);
-    Hash whole_print;
-    whole_print.add(graph_print + ":" + identity + ":" + models.dump() + ":" + std::to_string(args.shards));
-    json shards = json::array();
-    for (int i = 0; i < args.shards; ++i) {
-      const std::int64_t a = n * i / args.shards, b = n * (i + 1) / args.shards;
-      const bool last = i + 1 == args.shards;
-      shards.push_back({{"index", i},
-                        {"start", start + a},
-                        {"frames", b - a},
-                        {"read", last ? b - a : b - a + halo},
-                        {"keep", last ? multiplier * (b - a) + offset : multiplier * (b - a)},
-                        {"part", part_path(output, i, args.shards).string()}});
-    }
-    json plan = {{"reel_shard_plan", kPlanFormat},
-                 {"fingerprint", whole_print.hex()},
-                 {"graph", effective_graph_json(graph)},
-                 {"graph_fingerprint", graph_print},
-                 {"models", models},
-                 {"source", {{"node", roles.source->id},
-                             {"path", roles.source->params.value("path", "")},
-                             {"identity", identity},
-                             {"start", start},
-                             {"frames", n}}},
-                 {"output", {{"node", roles.sink->id}, {"path", output}, {"frames", out_n}}},
-                 {"frames_out", {{"multiplier", multiplier}, {"offset", offset}, {"halo", halo}}},
-                 {"shards", shards}};
-    write_report_file(args.plan, plan);
-    std::fprintf(stderr, "reel: %s: %d shards of %s (%lld frames -> %lld), parts beside %s\n", args.plan.c_str(),
-                 args.shards, roles.source->params.value("path", "").c_str(), static_cast<long long>(n),
-                 static_cast<long long>(out_n), output.c_str());
-    return 0;
+    return args.jobs.empty() ? plan_frames(catalog, args, options, graph) : plan_jobs(catalog, args, options, graph);
   } catch (const Error& e) {
     print_error(e);
     return exit_code(e.kind());
@@ -341,7 +622,7 @@ int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const 
 }
 
 int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std::optional<int> shard,
-                      const RunOptions& defaults) {
+                      const RunOptions& options) {
   try {
     const json plan = read_plan(plan_path);
     if (!shard) shard = index_from_environment();
@@ -352,83 +633,8 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std:
     if (*shard < 0 || *shard >= count)
       throw Error(ErrorKind::usage, "shard " + std::to_string(*shard) + " is not in the plan, which has shards 0 to " +
                                         std::to_string(count - 1));
-    const json& entry = plan["shards"][*shard];
-    const fs::path part = entry.at("part").get<std::string>();
-
-    GraphSpec graph = parse_graph_text(plan["graph"].dump(), plan_path);
-    load_graph_types(catalog, graph);
-    const Roles roles = find_roles(graph, catalog);
-    const std::string source_path = roles.source->params.value("path", "");
-    if (graph_fingerprint(graph) != plan.value("graph_fingerprint", "") ||
-        file_identity(source_path) != plan["source"].value("identity", ""))
-      throw BadInputError(source_path + " (or the plan's graph) has changed since " + plan_path + " was made",
-                          "Make a new plan; the parts made so far belong to the old one.");
-    const json models = model_identities(graph);
-    for (const auto& [node, identity] : models.items())
-      if (plan.value("models", json::object()).value(node, "") != identity)
-        throw BadInputError("the model of node '" + node + "' here is not the one " + plan_path + " was made with",
-                            "Give every machine the same model files, or make a new plan.");
-
-    const std::string label = "shard " + std::to_string(*shard) + " of " + std::to_string(count);
-    if (shard_state(plan, entry).state == "done") {
-      std::fprintf(stderr, "reel: %s is done already: %s\n", label.c_str(), part.c_str());
-      return 0;
-    }
-    std::error_code ec;
-    fs::remove(done_record(part), ec);
-    fs::remove(failed_record(part), ec);
-
-    const std::string source = roles.source->id, sink = roles.sink->id;
-    const std::int64_t keep = entry.at("keep").get<std::int64_t>();
-    apply_overrides(graph,
-                    {source + ".start=" + std::to_string(entry.at("start").get<std::int64_t>()),
-                     source + ".count=" + std::to_string(entry.at("read").get<std::int64_t>()),
-                     sink + ".path=" + part.string(), sink + ".overwrite=true", sink + ".frames=" + std::to_string(keep),
-                     sink + ".audio=none"},
-                    &catalog);
-    RunOptions options = defaults;
-    auto progress = make_progress_printer(true);
-    options.observer = progress.get();
-    options.cancel = &cancel_flag();
-    std::fprintf(stderr, "reel: running %s: frames %lld to %lld into %s\n", label.c_str(),
-                 static_cast<long long>(entry.at("start").get<std::int64_t>()),
-                 static_cast<long long>(entry.at("start").get<std::int64_t>() + entry.at("frames").get<std::int64_t>() - 1),
-                 part.c_str());
-    RunResult result = run_graph(graph, catalog, options);
-    if (progress) progress->end_run();
-    if (result.ok()) {
-      // The part holds exactly the frames the plan gives it, or it is not a part of this join.
-      std::int64_t arrived = 0;
-      for (const NodeReport& node : result.nodes)
-        if (node.id == sink) arrived = node.frames_in;
-      if (arrived < keep) {
-        fs::remove(part, ec);
-        result.failure = Failure{};
-        result.failure->kind = ErrorKind::internal;
-        result.failure->reason = std::to_string(arrived) + " frames reached the encoder, but the plan gives this part " +
-                                 std::to_string(keep);
-        result.failure->detail = result.failure->reason;
-      }
-    }
-    print_run_outcome(result);
-    if (!result.ok()) {
-      const Failure& f = *result.failure;
-      write_report_file(failed_record(part).string(),
-                        {{"shard", *shard},
-                         {"kind", to_string(f.kind)},
-                         {"message", f.detail},
-                         {"exit_code", exit_code(f.kind)},
-                         {"retryable", retryable(f.kind)},
-                         {"fingerprint", plan.value("fingerprint", "")}});
-      return exit_code(f.kind);
-    }
-    write_report_file(done_record(part).string(), {{"shard", *shard},
-                                                   {"frames", keep},
-                                                   {"bytes", fs::file_size(part)},
-                                                   {"checksum_fnv1a64", file_checksum(part)},
-                                                   {"fingerprint", plan.value("fingerprint", "")},
-                                                   {"seconds", result.seconds}});
-    return 0;
+    return is_job_plan(plan) ? run_job_shard(catalog, plan, plan_path, *shard, options)
+                             : run_frame_shard(catalog, plan, plan_path, *shard, options);
   } catch (const Error& e) {
     print_error(e);
     return exit_code(e.kind());
@@ -438,18 +644,28 @@ int command_shard_run(PluginCatalog& catalog, const std::string& plan_path, std:
 int command_shard_status(const std::string& plan_path, StatusFormat format) {
   try {
     const json plan = read_plan(plan_path);
+    const bool jobs = is_job_plan(plan);
     json shards = json::array();
-    std::vector<int> missing, failed, retry;
+    std::vector<int> retry;
     int done = 0;
     for (const json& entry : plan["shards"]) {
       const int index = entry.value("index", 0);
-      ShardState s = shard_state(plan, entry);
-      json item = {{"index", index}, {"state", s.state}, {"part", entry.value("part", "")}};
-      if (s.state == "failed") {
-        item["error"] = s.record;
-        failed.push_back(index);
+      const UnitState s = jobs ? job_shard_state(plan, entry) : frame_shard_state(plan, entry);
+      json item = {{"index", index}, {"state", s.state}};
+      if (jobs) {
+        json members = json::array();
+        for (const json& j : entry.at("jobs")) {
+          const json& job = plan["jobs"].at(j.get<std::size_t>());
+          const UnitState js = job_state(job);
+          json member = {{"job", j}, {"state", js.state}, {"outputs", job.at("outputs")}};
+          if (js.state == "failed") member["error"] = js.record;
+          members.push_back(member);
+        }
+        item["jobs"] = members;
+      } else {
+        item["part"] = entry.value("part", "");
       }
-      if (s.state == "missing") missing.push_back(index);
+      if (s.state == "failed") item["error"] = s.record;
       if (s.state == "done") ++done;
       else retry.push_back(index);
       shards.push_back(item);
@@ -457,20 +673,28 @@ int command_shard_status(const std::string& plan_path, StatusFormat format) {
     if (format == StatusFormat::to_run) {
       if (!retry.empty()) std::printf("%s\n", index_list(retry).c_str());
     } else if (format == StatusFormat::json) {
-      std::cout << json({{"plan", plan_path},
-                         {"shards", shards},
-                         {"done", done},
+      std::cout << json({{"plan", plan_path}, {"kind", plan["kind"]}, {"shards", shards}, {"done", done},
                          {"to_run", index_list(retry)}})
                        .dump(2)
                 << '\n';
     } else {
+      auto error_text = [](const json& error) {
+        return " (" + error.value("kind", "?") + (error.value("retryable", false) ? ", retryable" : "") + ": " +
+               error.value("message", "") + ")";
+      };
       for (const json& item : shards) {
         std::printf("shard %d: %s", item["index"].get<int>(), item["state"].get<std::string>().c_str());
-        if (item.contains("error"))
-          std::printf(" (%s%s: %s)", item["error"].value("kind", "?").c_str(),
-                      item["error"].value("retryable", false) ? ", retryable" : "",
-                      item["error"].value("message", "").c_str());
-        std::printf("  %s\n", item["part"].get<std::string>().c_str());
+        if (!jobs) {
+          if (item.contains("error")) std::printf("%s", error_text(item["error"]).c_str());
+          std::printf("  %s\n", item["part"].get<std::string>().c_str());
+          continue;
+        }
+        std::printf("\n");
+        for (const json& member : item["jobs"]) {
+          std::printf("  job %d: %s", member["job"].get<int>(), member["state"].get<std::string>().c_str());
+          if (member.contains("error")) std::printf("%s", error_text(member["error"]).c_str());
+          std::printf("  %s\n", member["outputs"][0].get<std::string>().c_str());
+        }
       }
       std::printf("%d of %zu done", done, shards.size());
       if (!retry.empty()) std::printf("; to run: %s", index_list(retry).c_str());
@@ -486,9 +710,12 @@ int command_shard_status(const std::string& plan_path, StatusFormat format) {
 int command_shard_join(const std::string& plan_path, const std::string& output_arg, bool overwrite) {
   try {
     const json plan = read_plan(plan_path);
+    if (is_job_plan(plan))
+      throw Error(ErrorKind::usage, plan_path + " is a plan of jobs: each job writes its own outputs, there is nothing to join",
+                  "`reel shard status` lists them and whether they are done.");
     std::vector<int> to_run;
     for (const json& entry : plan["shards"])
-      if (shard_state(plan, entry).state != "done") to_run.push_back(entry.value("index", 0));
+      if (frame_shard_state(plan, entry).state != "done") to_run.push_back(entry.value("index", 0));
     if (!to_run.empty())
       throw BadInputError("shards " + index_list(to_run) + " of " + plan_path + " are not done",
                           "Run them (`reel shard status` lists them), then join.");
@@ -497,7 +724,8 @@ int command_shard_join(const std::string& plan_path, const std::string& output_a
     std::vector<ffmpeg::JoinPart> parts;
     for (const json& entry : plan["shards"]) {
       const std::string part = entry.at("part").get<std::string>();
-      if (file_checksum(part) != read_json(done_record(part)).value("checksum_fnv1a64", ""))
+      const json files = read_json(done_record(part)).value("files", json::array());
+      if (files.size() != 1 || file_checksum(part) != files[0].value("checksum_fnv1a64", ""))
         throw BadInputError("part " + part + " is not the file its shard wrote (its checksum differs)",
                             "Remove " + done_record(part).string() + " and run shard " +
                                 std::to_string(entry.value("index", 0)) + " again.");

@@ -1,19 +1,28 @@
 #pragma once
-// `reel shard`: one long video split into frame ranges run as separate jobs (a Slurm or
-// Kubernetes array task each), idempotent, and checked when they are joined.
+// `reel shard`: one long video split into frame ranges, or one graph run over a list of
+// variations (jobs), as separate tasks (a Slurm or Kubernetes array task each), idempotent, and
+// checked when they are joined.
 //
 //   reel shard plan GRAPH --shards N -o PLAN   probes the source, writes the ranges (plan.json)
-//   reel shard run PLAN --shard I              runs range I into its part; again: nothing to do
-//   reel shard status PLAN                     done, failed and missing parts
-//   reel shard join PLAN [-o OUT]              the parts, checked, as one file (stream copy)
+//   reel shard plan GRAPH --jobs J.json --shards N -o PLAN   the jobs (--set variations) in N shards
+//   reel shard run PLAN --shard I              runs shard I; again: nothing to do
+//   reel shard status PLAN                     done, failed and missing shards
+//   reel shard join PLAN [-o OUT]              a video's parts, checked, as one file (stream copy)
 //
-// A graph is split only when every node declares which input frames each output frame comes
-// from (NodeType::frame_dependence): one video source with `start` and `count`, nodes that keep
-// frames (same_frame) or make the frames between two (adjacent_pair), one encoder with `frames`.
-// How many frames come out of n read is measured by planning the graph at two lengths:
+// Frames: a graph is split only when every node declares which input frames each output frame
+// comes from (NodeType::frame_dependence): one video source with `start` and `count`, nodes that
+// keep frames (same_frame) or make the frames between two (adjacent_pair), one encoder with
+// `frames`. How many frames come out of n read is measured by planning the graph at two lengths:
 // out(n) = M*n + c (M the rate multiplier, c = 1 - M per interpolation). A range [a, b) reads
 // h = ceil(-c / M) frames past its end so the frames between b-1 and b are made once, by it, and
 // its part keeps the first M*(b - a) frames; the last range keeps all of its M*(b - a) + c.
+//
+// Jobs: any graph (a generator makes one clip per prompt); job j is the graph with its sets, its
+// outputs numbered (out.job-0003.mp4) unless the job names them. A shard runs its jobs in turn.
+//
+// Each unit (a part, a job) leaves a done record beside its first output (files, checksums, the
+// fingerprint of what made it: graph, models, input files) or a failed record (the error, and
+// whether a retry may mend it).
 
 #include "commands.h"
 
@@ -28,6 +37,7 @@ struct ShardPlanArgs {
   std::vector<std::string> sets;
   int shards = 0;
   std::string plan;  // where the plan goes
+  std::string jobs;  // a JSON array of {"node.param": value} objects: shard by job, not by frame
 };
 int command_shard_plan(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOptions& options);
 

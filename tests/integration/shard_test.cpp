@@ -262,3 +262,105 @@ TEST(Shard, AChangedModelIsRefusedAndACopiedSourceIsNot) {
   EXPECT_EQ(changed.exit_code, 66) << changed.output;
   EXPECT_NE(changed.output.find("the model of node 'up' here is not the one"), std::string::npos) << changed.output;
 }
+
+// A graph that makes one clip (a generator) is sharded by job: one run per --set variation, each
+// equal to `reel run` with those sets, each done once; a failed job is recorded and named.
+TEST(Shard, JobsAreRunOncePerVariationInTheirShards) {
+  const fs::path dir = test::temp_dir("shard-jobs");
+  const json graph = {
+      {"version", 1},
+      {"nodes",
+       {{{"id", "gen"}, {"type", "generator.pattern"}, {"params", {{"width", 64}, {"height", 48}, {"frames", 6}}}},
+        {{"id", "enc"},
+         {"type", "encoder.ffmpeg"},
+         {"inputs", {{"in", "gen.out"}}},
+         {"params", {{"path", (dir / "clip.mkv").string()}, {"codec", "ffv1"}}}}}}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  const json variations = json::array({{{"gen.prompt", "a cat"}, {"gen.seed", 1}},
+                                       {{"gen.prompt", "a dog"}, {"gen.seed", 2}},
+                                       {{"gen.prompt", "rain"}, {"enc.path", (dir / "rain.mkv").string()}}});
+  const fs::path jobs_file = write_file(dir / "jobs.json", variations.dump());
+  const fs::path plan_file = dir / "plan.json";
+  Outcome plan = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 2 -o " +
+                          plan_file.string());
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  const json p = json::parse(std::ifstream(plan_file));
+  EXPECT_EQ(p["kind"], "jobs");
+  ASSERT_EQ(p["jobs"].size(), 3u);
+  const std::vector<fs::path> outputs = {dir / "clip.job-0000.mkv", dir / "clip.job-0001.mkv", dir / "rain.mkv"};
+  for (std::size_t j = 0; j < 3; ++j) EXPECT_EQ(p["jobs"][j]["outputs"], json::array({outputs[j].string()}));
+  EXPECT_EQ(p["shards"][0]["jobs"], json::array({0}));
+  EXPECT_EQ(p["shards"][1]["jobs"], json::array({1, 2}));
+
+  Outcome second = reel_cli("shard run " + plan_file.string() + " --shard 1");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  Outcome middle = reel_cli("shard status --to-run " + plan_file.string());
+  EXPECT_EQ(middle.output, "0\n");
+  Outcome first = reel_cli("shard run " + plan_file.string(), "JOB_COMPLETION_INDEX=0");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const auto written = fs::last_write_time(outputs[2]);
+  Outcome again = reel_cli("shard run " + plan_file.string() + " --shard 1");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("job 2 (shard 1) is done already"), std::string::npos) << again.output;
+  EXPECT_EQ(fs::last_write_time(outputs[2]), written) << "a finished job is not run again";
+  Outcome status = reel_cli("shard status " + plan_file.string());
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("2 of 2 done"), std::string::npos) << status.output;
+
+  // Each job's output is what `reel run` makes with the job's sets.
+  for (std::size_t j = 0; j < 3; ++j) {
+    std::string sets;
+    for (const auto& [key, value] : variations[j].items())
+      if (key != "enc.path") sets += " --set '" + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()) + "'";
+    const fs::path alone = dir / ("alone-" + std::to_string(j) + ".mkv");
+    Outcome run = reel_cli("run --no-progress " + graph_file.string() + sets + " --set enc.path=" + alone.string());
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto expected = frames_of(alone), got = frames_of(outputs[j]);
+    ASSERT_EQ(got.size(), 6u) << outputs[j];
+    for (std::size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(at::equal(got[i], expected[i])) << "job " << j << " frame " << i;
+  }
+  EXPECT_FALSE(at::equal(frames_of(outputs[0])[0], frames_of(outputs[1])[0])) << "the variations differ";
+
+  Outcome join = reel_cli("shard join " + plan_file.string());
+  EXPECT_EQ(join.exit_code, 64) << join.output;
+  EXPECT_NE(join.output.find("is a plan of jobs"), std::string::npos) << join.output;
+
+  // Two jobs writing one file are refused at the plan.
+  write_file(jobs_file, json::array({{{"enc.path", (dir / "same.mkv").string()}}, {{"enc.path", (dir / "same.mkv").string()}}}).dump());
+  Outcome clash = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
+                           (dir / "clash.json").string());
+  EXPECT_EQ(clash.exit_code, 64) << clash.output;
+  EXPECT_NE(clash.output.find("jobs 0 and 1 both write " + (dir / "same.mkv").string()), std::string::npos) << clash.output;
+  EXPECT_FALSE(fs::exists(dir / "clash.json"));
+}
+
+TEST(Shard, AFailedJobIsRecordedAndTheShardsOtherJobsStillRun) {
+  const fs::path dir = test::temp_dir("shard-job-failure");
+  const json graph = {{"version", 1},
+                      {"nodes",
+                       {{{"id", "src"}, {"type", "test.source"}, {"params", {{"frames", 4}}}},
+                        {{"id", "out"},
+                         {"type", "test.sink"},
+                         {"inputs", {{"in", "src.out"}}},
+                         {"params", {{"path", (dir / "frames.txt").string()}}}}}}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  const fs::path jobs_file =
+      write_file(dir / "jobs.json", json::array({{{"src.fail_phase", "process"}, {"src.fail_with", "io"}}, {{"src.frames", 3}}}).dump());
+  const fs::path plan_file = dir / "plan.json";
+  ASSERT_EQ(reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
+                     plan_file.string())
+                .exit_code,
+            0);
+  Outcome run = reel_cli("shard run " + plan_file.string() + " --shard 0");
+  EXPECT_EQ(run.exit_code, 74) << run.output;  // the first failure's code: I/O, worth retrying
+  EXPECT_TRUE(fs::exists(dir / "frames.job-0001.txt")) << "the job after the failed one ran";
+  EXPECT_FALSE(fs::exists(dir / "frames.job-0000.txt"));
+  const json failed = json::parse(std::ifstream(dir / "frames.job-0000.txt.failed.json"));
+  EXPECT_EQ(failed["kind"], "I/O error");
+  EXPECT_EQ(failed["retryable"], true);
+  EXPECT_EQ(failed["exit_code"], 74);
+  Outcome status = reel_cli("shard status " + plan_file.string());
+  EXPECT_EQ(status.exit_code, 1) << status.output;
+  EXPECT_NE(status.output.find("job 0: failed (I/O error, retryable: "), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("job 1: done"), std::string::npos) << status.output;
+}
