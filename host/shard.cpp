@@ -344,19 +344,41 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
     unsplittable("the source '" + roles.source->id + "' does not state its length",
                  "Use a file whose header states its frame count (MP4, MOV), without fps resampling.");
   const std::int64_t n = *length;
-  if (n < 2 * static_cast<std::int64_t>(args.shards))
-    throw Error(ErrorKind::usage, "the source has " + std::to_string(n) + " frames: too few for " +
-                                      std::to_string(args.shards) + " shards of at least 2 frames");
 
-  // out(n) = M*n + c, from the plan at two lengths; checked at a third.
-  const std::int64_t out_n = frames_at_sink(graph, roles, start, n, catalog, options);
-  const std::int64_t out_less = frames_at_sink(graph, roles, start, n - 1, catalog, options);
-  const std::int64_t multiplier = out_n - out_less, offset = out_n - multiplier * n;
-  if (multiplier < 1 || offset > 0 || frames_at_sink(graph, roles, start, 2, catalog, options) != 2 * multiplier + offset)
-    unsplittable("its output does not grow by a whole number of frames per source frame (" + std::to_string(out_less) +
-                 " frames from " + std::to_string(n - 1) + ", " + std::to_string(out_n) + " from " +
-                 std::to_string(n) + ")");
-  const std::int64_t halo = (-offset + multiplier - 1) / multiplier;
+  // The rates at the source and at the sink: output frame j sits at source position j * P / Q,
+  // with Q / P the ratio of the rates (reduced). A source of x frames gives floor((x - 1) Q / P) + 1
+  // frames (the interpolators' timeline; x for a graph that keeps the rate): checked on the plan at
+  // three lengths. Every P source frames the two grids meet again, so a range starting on a
+  // multiple of P makes exactly the frames the whole run makes there.
+  std::optional<Rational> in_fps, out_fps;
+  for (const NodeReport& node : whole.nodes)
+    if (node.id == roles.source->id && !node.outputs.empty()) in_fps = node.outputs[0].fps;
+  for (const EdgeReport& edge : whole.edges)
+    if (edge.to.rfind(roles.sink->id + ".", 0) == 0 && edge.stream) out_fps = edge.stream->fps;
+  if (!in_fps || !out_fps || in_fps->num <= 0 || in_fps->den <= 0 || out_fps->num <= 0 || out_fps->den <= 0)
+    unsplittable("the frame rates at its source and output are not known before the run");
+  const Rational ratio = Rational{out_fps->num * in_fps->den, out_fps->den * in_fps->num}.reduced();
+  const std::int64_t period = ratio.den, per_period = ratio.num;
+  auto expected_out = [&](std::int64_t x) {
+    return static_cast<std::int64_t>(static_cast<__int128>(x - 1) * per_period / period) + 1;
+  };
+  for (std::int64_t x : {n, n - 1, std::int64_t{2}}) {
+    const std::int64_t got = frames_at_sink(graph, roles, start, x, catalog, options);
+    if (got != expected_out(x))
+      unsplittable("its output does not follow its frame rate (" + in_fps->str() + " -> " + out_fps->str() + " fps: " +
+                   std::to_string(x) + " source frames give " + std::to_string(got) + " frames, not " +
+                   std::to_string(expected_out(x)) + ")");
+  }
+  const std::int64_t out_n = expected_out(n), periods = n / period;
+  if (periods < args.shards || n < 2 * static_cast<std::int64_t>(args.shards))
+    throw Error(ErrorKind::usage,
+                "the source has " + std::to_string(n) + " frames: too few for " + std::to_string(args.shards) +
+                    " shards of at least 2 frames" +
+                    (period > 1 ? " starting on multiples of " + std::to_string(period) + " frames (where " +
+                                      in_fps->str() + " and " + out_fps->str() + " fps frames line up)"
+                                : std::string()));
+  // A range reads one frame past its end when frames are made between its last and the next.
+  const std::int64_t halo = per_period > period ? 1 : 0;
 
   const std::string output = roles.sink->params.value("path", "");
   const std::string identity = file_identity(roles.source->params.value("path", ""));
@@ -366,13 +388,15 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
   whole_print.add(graph_print + ":" + identity + ":" + models.dump() + ":" + std::to_string(args.shards));
   json shards = json::array();
   for (int i = 0; i < args.shards; ++i) {
-    const std::int64_t a = n * i / args.shards, b = n * (i + 1) / args.shards;
     const bool last = i + 1 == args.shards;
+    const std::int64_t a = period * (periods * i / args.shards);
+    const std::int64_t b = last ? n : period * (periods * (i + 1) / args.shards);
+    const std::int64_t before = a / period * per_period;  // the whole run's frames before position a
     shards.push_back({{"index", i},
                       {"start", start + a},
                       {"frames", b - a},
                       {"read", last ? b - a : b - a + halo},
-                      {"keep", last ? multiplier * (b - a) + offset : multiplier * (b - a)},
+                      {"keep", last ? out_n - before : (b - a) / period * per_period},
                       {"part", part_path(output, i, args.shards).string()}});
   }
   json plan = {{"reel_shard_plan", kPlanFormat},
@@ -387,7 +411,7 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
                            {"start", start},
                            {"frames", n}}},
                {"output", {{"node", roles.sink->id}, {"path", output}, {"frames", out_n}}},
-               {"frames_out", {{"multiplier", multiplier}, {"offset", offset}, {"halo", halo}}},
+               {"frames_out", {{"ratio", ratio.str()}, {"period", period}, {"halo", halo}}},
                {"shards", shards}};
   write_report_file(args.plan, plan);
   std::fprintf(stderr, "reel: %s: %d shards of %s (%lld frames -> %lld), parts beside %s\n", args.plan.c_str(),

@@ -12,10 +12,12 @@
 // Frames: a graph is split only when every node declares which input frames each output frame
 // comes from (NodeType::frame_dependence): one video source with `start` and `count`, nodes that
 // keep frames (same_frame) or make the frames between two (adjacent_pair), one encoder with
-// `frames`. How many frames come out of n read is measured by planning the graph at two lengths:
-// out(n) = M*n + c (M the rate multiplier, c = 1 - M per interpolation). A range [a, b) reads
-// h = ceil(-c / M) frames past its end so the frames between b-1 and b are made once, by it, and
-// its part keeps the first M*(b - a) frames; the last range keeps all of its M*(b - a) + c.
+// `frames`. Output frame j sits at source position j * P / Q, Q / P the ratio of the output's rate
+// to the source's (2/1 for interpolation x2, 5/2 for 24 -> 60 fps), so x source frames give
+// floor((x - 1) Q / P) + 1 frames (checked on the graph's plan at three lengths). Ranges start on
+// multiples of P, where both rates' frames line up; a range [a, b) reads one frame past its end
+// when Q > P, so the frames between b-1 and b are made once, by it, and its part keeps the
+// (b - a) Q / P frames at positions in [a, b); the last range keeps the rest.
 //
 // Jobs: any graph (a generator makes one clip per prompt); job j is the graph with its sets, its
 // outputs numbered (out.job-0003.mp4) unless the job names them. A shard runs its jobs in turn.

@@ -66,8 +66,8 @@ TEST(Shard, PartsRunOutOfOrderAndTwiceGiveExactlyTheFramesOfOneRun) {
   Outcome plan = reel_cli("shard plan " + graph_file.string() + " --shards 4 -o " + plan_file.string());
   ASSERT_EQ(plan.exit_code, 0) << plan.output;
   const json p = json::parse(std::ifstream(plan_file));
-  EXPECT_EQ(p["frames_out"]["multiplier"], 2);
-  EXPECT_EQ(p["frames_out"]["offset"], -1);
+  EXPECT_EQ(p["frames_out"]["ratio"], "2/1");
+  EXPECT_EQ(p["frames_out"]["period"], 1);
   EXPECT_EQ(p["frames_out"]["halo"], 1);
   ASSERT_EQ(p["shards"].size(), 4u);
   std::int64_t kept = 0, covered = 0;
@@ -363,4 +363,51 @@ TEST(Shard, AFailedJobIsRecordedAndTheShardsOtherJobsStillRun) {
   EXPECT_EQ(status.exit_code, 1) << status.output;
   EXPECT_NE(status.output.find("job 0: failed (I/O error, retryable: "), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("job 1: done"), std::string::npos) << status.output;
+}
+
+// Interpolation to a rate that is not a whole multiple (24 -> 60 fps: 2.5 frames per source
+// frame): shards start where the two rates' frames line up (every 2 source frames), so each makes
+// exactly the frames the whole run makes there.
+TEST(Shard, ARateThatIsNotAMultipleSplitsWhereTheFramesLineUp) {
+  const fs::path dir = test::temp_dir("shard-fps");
+  const fs::path clip = test::make_video(dir, "clip.mp4", 64, 48, 41, "24", "-c:v libx264 -qp 0 -g 8");
+  json graph = upscale_interpolate(clip, dir / "out.mkv");
+  graph["nodes"][1]["params"] = {{"scale", 1}};
+  graph["nodes"][2]["params"] = {{"fps", "60"}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  Outcome whole = reel_cli("run --no-progress " + graph_file.string() + " --set enc.path=" + (dir / "whole.mkv").string());
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto expected = frames_of(dir / "whole.mkv");
+  ASSERT_EQ(expected.size(), 101u);  // floor(40 * 60 / 24) + 1
+
+  const fs::path plan_file = dir / "plan.json";
+  Outcome plan = reel_cli("shard plan " + graph_file.string() + " --shards 3 -o " + plan_file.string());
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  const json p = json::parse(std::ifstream(plan_file));
+  EXPECT_EQ(p["frames_out"]["ratio"], "5/2");
+  EXPECT_EQ(p["frames_out"]["period"], 2);
+  std::int64_t kept = 0;
+  for (const json& s : p["shards"]) {
+    EXPECT_EQ(s["start"].get<std::int64_t>() % 2, 0) << s;
+    kept += s["keep"].get<std::int64_t>();
+  }
+  EXPECT_EQ(kept, 101);
+  for (int shard : {2, 0, 1}) {
+    Outcome run = reel_cli("shard run " + plan_file.string() + " --shard " + std::to_string(shard));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+  }
+  Outcome join = reel_cli("shard join " + plan_file.string());
+  ASSERT_EQ(join.exit_code, 0) << join.output;
+  const auto joined = frames_of(dir / "out.mkv");
+  ASSERT_EQ(joined.size(), expected.size());
+  for (std::size_t i = 0; i < joined.size(); ++i) EXPECT_TRUE(at::equal(joined[i], expected[i])) << "frame " << i;
+  EXPECT_EQ(test::probe(dir / "out.mkv")["r_frame_rate"], "60/1");
+
+  // Too short to start 3 shards on multiples of 2 frames.
+  Outcome short_clip = reel_cli("shard plan " + graph_file.string() + " --shards 3 --set src.count=5 -o " +
+                                (dir / "p.json").string());
+  EXPECT_EQ(short_clip.exit_code, 64) << short_clip.output;
+  EXPECT_NE(short_clip.output.find("starting on multiples of 2 frames (where 24/1 and 60/1 fps frames line up)"),
+            std::string::npos)
+      << short_clip.output;
 }
