@@ -411,3 +411,67 @@ TEST(Shard, ARateThatIsNotAMultipleSplitsWhereTheFramesLineUp) {
             std::string::npos)
       << short_clip.output;
 }
+
+namespace {
+
+// FNV-1a 64 of a file, as the done records hold it.
+std::string fnv1a64(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::uint64_t h = 1469598103934665603ull;
+  for (char c; in.get(c);) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+}  // namespace
+
+// A part whose record is in order but whose stream does not fit the others (made by other
+// settings, cut, or not starting on a keyframe): the join names the part and why, writes nothing.
+TEST(Shard, TheJoinRefusesAPartThatDoesNotFitNamingItAndWhy) {
+  const fs::path dir = test::temp_dir("shard-join-refusals");
+  const fs::path clip = test::make_video(dir, "clip.mp4", 64, 48, 30, "24", "-c:v libx264 -qp 0 -g 8");
+  json graph = upscale_interpolate(clip, dir / "out.mkv");
+  graph["nodes"][1]["params"] = {{"scale", 2}};
+  graph["nodes"][3]["params"] = {{"path", (dir / "out.mkv").string()}, {"preset", "ultrafast"}, {"audio", "none"}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  const fs::path plan_file = dir / "plan.json";
+  ASSERT_EQ(reel_cli("shard plan " + graph_file.string() + " --shards 2 -o " + plan_file.string()).exit_code, 0);
+  for (int shard : {0, 1}) ASSERT_EQ(reel_cli("shard run " + plan_file.string() + " --shard " + std::to_string(shard)).exit_code, 0);
+  const json p = json::parse(std::ifstream(plan_file));
+  const fs::path part = p["shards"][1]["part"].get<std::string>();
+  const std::int64_t keep = p["shards"][1]["keep"].get<std::int64_t>();
+  const fs::path original = dir / "original-part.mkv";
+  fs::copy_file(part, original);
+  const fs::path record_file = part.string() + ".done.json";
+  const json record = json::parse(std::ifstream(record_file));
+
+  const std::string x264 = " -c:v libx264 -preset ultrafast ";
+  const std::vector<std::pair<std::string, std::string>> forgeries = {
+      {"-c:v ffv1", "was made with another codec than"},
+      {"-vf scale=64:48" + x264, "was made with another frame size than"},
+      {"-pix_fmt yuv444p" + x264, "was made with another pixel format than"},
+      {"-vf setpts=N/30/TB -r 30" + x264, "was made with another frame rate than"},
+      {"-c:v libx264 -preset medium", "was made with other encoder headers"},  // CABAC, 8x8 transforms
+      {"-c copy -bsf:v 'noise=drop=not(n)'", "does not start with a keyframe"},
+      {"-c copy -bsf:v 'noise=drop=gte(n\\," + std::to_string(keep - 1) + ")'",
+       "holds " + std::to_string(keep - 1) + " frames where " + std::to_string(keep) + " are expected"}};
+  for (const auto& [how, why] : forgeries) {
+    ASSERT_EQ(test::shell("ffmpeg -v error -y -i '" + original.string() + "' " + how + " '" + part.string() + "'"), 0) << how;
+    json forged = record;  // the record made to match, so only the stream can tell
+    forged["files"][0]["bytes"] = fs::file_size(part);
+    forged["files"][0]["checksum_fnv1a64"] = fnv1a64(part);
+    write_file(record_file, forged.dump());
+    const fs::path joined = dir / "joined.mkv";
+    Outcome join = reel_cli("shard join " + plan_file.string() + " -o " + joined.string());
+    EXPECT_EQ(join.exit_code, 66) << how << "\n" << join.output;
+    EXPECT_NE(join.output.find("part " + part.string()), std::string::npos) << how << "\n" << join.output;
+    EXPECT_NE(join.output.find(why), std::string::npos) << how << "\n" << join.output;
+    EXPECT_FALSE(fs::exists(joined)) << how;
+  }
+  // The true part back: the join goes through.
+  fs::copy_file(original, part, fs::copy_options::overwrite_existing);
+  write_file(record_file, record.dump());
+  Outcome join = reel_cli("shard join " + plan_file.string());
+  EXPECT_EQ(join.exit_code, 0) << join.output;
+}
