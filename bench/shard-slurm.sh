@@ -32,16 +32,24 @@ now() { date +%s.%N; }
 seconds() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
 median() { sort -n | sed -n "$(((runs + 1) / 2))p"; }
 
+# Until job $1 has ended (polled every 0.1 s: `sbatch --wait` polls at growing intervals, up to
+# tens of seconds late).
+wait_ended() {
+  while scontrol show job "$1" | grep -qE "JobState=(PENDING|CONFIGURING|RUNNING|COMPLETING)"; do sleep 0.1; done
+  scontrol show job "$1" | grep -q "JobState=COMPLETED" || { echo "job $1 failed" >&2; exit 1; }
+}
+
 # Submit to joined file: the array (one core per task), the join after it.
 sharded() {  # shards cpus-per-task
   rm -rf "$work/out" && mkdir -p "$work/out"
   reel shard plan "$work/graph.json" --shards "$1" -o "$work/plan.json" 2> /dev/null
-  local t0 array
+  local t0 array join
   t0=$(now)
   array=$(sbatch --parsable --array=0-$(($1 - 1)) --cpus-per-task="$2" --chdir="$work" --output=/dev/null \
     deploy/slurm/shard.sbatch "$work/plan.json")
-  sbatch --wait --dependency="afterok:$array" --chdir="$work" --output=/dev/null deploy/slurm/join.sbatch \
-    "$work/plan.json" > /dev/null
+  join=$(sbatch --parsable --dependency="afterok:$array" --chdir="$work" --output=/dev/null deploy/slurm/join.sbatch \
+    "$work/plan.json")
+  wait_ended "$join"
   seconds "$t0" "$(now)"
 }
 

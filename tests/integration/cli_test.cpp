@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pty.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -103,6 +104,31 @@ TEST(Cli, RunSucceedsAndWritesTheReport) {
   EXPECT_EQ(report["nodes"].size(), 3u);
   EXPECT_EQ(report["nodes"][2]["frames_in"], 8);
   EXPECT_TRUE(report["error"].is_null());
+}
+
+// libtorch's threads follow the cores the process may run on (a Slurm task bound to its cores,
+// taskset, a cpuset), not the machine's.
+TEST(Cli, LibtorchThreadsFollowTheCoresTheProcessIsBoundTo) {
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+  fs::path dir = test::temp_dir();
+  fs::path graph = write_graph(test::chain(4, {"test.map"}, {{"sink", {{"path", (dir / "out.txt").string()}}}}));
+  auto libtorch_threads = [&](const cpu_set_t* bound) {
+    if (bound) EXPECT_EQ(sched_setaffinity(0, sizeof *bound, bound), 0);  // the child inherits it
+    Outcome o = reel_cli({"run", "-y", graph.string(), "--threads", "1", "--report", (dir / "report.json").string(), "--no-progress"});
+    sched_setaffinity(0, sizeof all, &all);
+    EXPECT_EQ(o.exit_code, 0) << o.err;
+    return json::parse(slurp(dir / "report.json"))["threads"]["libtorch"].get<int>();
+  };
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  EXPECT_EQ(libtorch_threads(&one), 1);
+  EXPECT_EQ(libtorch_threads(nullptr), std::min<int>(CPU_COUNT(&all), static_cast<int>(std::thread::hardware_concurrency())));
 }
 
 TEST(Cli, FailureGivesTheClassifiedExitCodeAShortMessageAndAReport) {

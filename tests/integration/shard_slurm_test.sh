@@ -74,7 +74,7 @@ wait_state() {
   while [ $SECONDS -lt $deadline ]; do
     state=$(job_field "$1" JobState)
     [[ $state =~ ^($2)$ ]] && return 0
-    sleep 0.5
+    sleep 0.2
   done
   fail "job $1 is $state, not $2, after $3 s"
 }
@@ -119,8 +119,10 @@ done
 step "shard 2 again: nothing to do"
 part2=$(python3 -c "import json; print(json.load(open('plan.json'))['shards'][2]['part'])")
 before=$(stat -c %Y.%s "$part2")
-sbatch --wait --array=2 --chdir="$work" --output="$work/logs/shard-2-again.log" \
-  "$source_dir/deploy/slurm/shard.sbatch" "$work/plan.json" > /dev/null || fail "shard 2 again failed"
+again=$(sbatch --parsable --array=2 --chdir="$work" --output="$work/logs/shard-2-again.log" \
+  "$source_dir/deploy/slurm/shard.sbatch" "$work/plan.json")
+wait_state "$again" "COMPLETED|FAILED|CANCELLED|TIMEOUT" 120
+[ "$(job_field "$again" JobState)" = COMPLETED ] || fail "shard 2 again ended $(job_field "$again" JobState)"
 grep -q "is done already" logs/shard-2-again.log || fail "shard 2, run again, did not say it is done"
 [ "$(stat -c %Y.%s "$part2")" = "$before" ] || fail "shard 2, run again, rewrote its part"
 reel shard status plan.json > logs/status.log || fail "shard status does not say all are done"
@@ -143,8 +145,10 @@ sed -e 's/"upscaler.esrgan"/"upscaler.resize"/' -e 's/"model": "realesrgan-x4fas
 reel shard plan h264.json --shards 4 -o h264-plan.json > logs/h264-plan.log 2>&1 || fail "the H.264 plan failed"
 array=$(sbatch --parsable --array=0-3 --chdir="$work" --output="$work/logs/h264-%a.log" \
   "$source_dir/deploy/slurm/shard.sbatch" "$work/h264-plan.json")
-sbatch --wait --dependency="afterok:$array" --chdir="$work" --output="$work/logs/h264-join.log" \
-  "$source_dir/deploy/slurm/join.sbatch" "$work/h264-plan.json" > /dev/null || fail "the H.264 join failed"
+join=$(sbatch --parsable --dependency="afterok:$array" --chdir="$work" --output="$work/logs/h264-join.log" \
+  "$source_dir/deploy/slurm/join.sbatch" "$work/h264-plan.json")
+wait_state "$join" "COMPLETED|FAILED|CANCELLED|TIMEOUT" 300
+[ "$(job_field "$join" JobState)" = COMPLETED ] || fail "the H.264 join ended $(job_field "$join" JobState)"
 probe=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=codec_name,nb_read_frames,r_frame_rate \
   -of csv=p=0 out/blended.mp4)
 [ "$probe" = "h264,48/1,1199" ] || fail "ffprobe says $probe, not h264,48/1,1199"

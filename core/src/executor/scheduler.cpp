@@ -17,6 +17,8 @@
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
+#include <sched.h>
+
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -383,8 +385,11 @@ void stream_frames(RunState& run) {
     threads = 0;
     for (const auto& n : run.nodes) threads += n->inputs.empty() ? 1 : std::max(1, n->type->type.concurrency);
   }
-  // libtorch's intra-op pool shares the cores with the nodes that run at once.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // libtorch's intra-op pool shares the cores with the nodes that run at once: the cores this
+  // process may run on (a Slurm task, taskset or a container's cpuset binds it to some), else all.
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cpu_set_t allowed; sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0)
+    cores = std::min(cores, CPU_COUNT(&allowed));
   const int torch_threads =
       run.options.torch_threads > 0 ? run.options.torch_threads : std::max(1, cores / std::min(threads, cores));
   if (at::get_num_threads() != torch_threads) at::set_num_threads(torch_threads);
