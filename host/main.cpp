@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1024))
         ->capture_default_str();
     cmd->add_option("--threads", options.threads, "Worker threads (0: as many as the graph's nodes can use at once)")->check(CLI::Range(0, 1024));
-    cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / min(threads, cores))")
+    cmd->add_option("--torch-threads", options.torch_threads, "libtorch intra-op threads (0: cores / min(threads, cores), counting the cores this process may run on)")
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--max-memory", max_memory, "Refuse to start a graph whose memory estimate exceeds this (e.g. 8G)")
         ->transform(CLI::AsSizeValue(false));
