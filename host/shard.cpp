@@ -4,6 +4,7 @@
 #include "progress.h"
 
 #include <reel/output_file.h>
+#include <reel/runtime/fnv.h>
 #include <reel/runtime/report.h>
 #include <reel/weights.h>
 
@@ -29,26 +30,8 @@ using json = nlohmann::json;
 
 constexpr int kPlanFormat = 1;
 
-// FNV-1a 64, for identities and checksums (not against tampering: against mix-ups).
-class Hash {
- public:
-  void add(const void* data, std::size_t size) {
-    const auto* bytes = static_cast<const unsigned char*>(data);
-    for (std::size_t i = 0; i < size; ++i) value_ = (value_ ^ bytes[i]) * 1099511628211ull;
-  }
-  void add(const std::string& text) { add(text.data(), text.size()); }
-  std::string hex() const {
-    char text[17];
-    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value_));
-    return text;
-  }
-
- private:
-  std::uint64_t value_ = 1469598103934665603ull;
-};
-
 // Adds `length` bytes of `file` from `offset` (all when length is -1) to `hash`.
-void hash_bytes(const fs::path& file, std::uint64_t offset, std::int64_t length, Hash& hash) {
+void hash_bytes(const fs::path& file, std::uint64_t offset, std::int64_t length, Fnv1a64& hash) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError(file.string(), "cannot read " + file.string());
   in.seekg(static_cast<std::streamoff>(offset));
@@ -70,7 +53,7 @@ std::string file_identity(const fs::path& file) {
   std::error_code ec;
   const std::uint64_t size = fs::file_size(file, ec);
   if (ec) throw IoError(file.string(), "cannot read " + file.string() + ": " + ec.message());
-  Hash hash;
+  Fnv1a64 hash;
   hash.add(std::to_string(size) + ":");
   constexpr std::uint64_t mib = 1 << 20;
   if (size <= 3 * mib) {
@@ -92,7 +75,7 @@ json model_identities(const GraphSpec& graph) {
     const auto model = node.params.find("model");
     if (model == node.params.end() || !model->is_string() || model->get<std::string>().empty()) continue;
     const fs::path path = weights::resolve_model(model->get<std::string>(), node.id + ".model");
-    Hash hash;
+    Fnv1a64 hash;
     std::vector<fs::path> files;
     if (fs::is_directory(path)) {
       for (const auto& item : fs::recursive_directory_iterator(path))
@@ -111,7 +94,7 @@ json model_identities(const GraphSpec& graph) {
 }
 
 std::string file_checksum(const fs::path& file) {
-  Hash hash;
+  Fnv1a64 hash;
   hash_bytes(file, 0, -1, hash);
   return hash.hex();
 }
@@ -384,7 +367,7 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
   const std::string identity = file_identity(roles.source->params.value("path", ""));
   const std::string graph_print = graph_fingerprint(graph);
   const json models = model_identities(graph);
-  Hash whole_print;
+  Fnv1a64 whole_print;
   whole_print.add(graph_print + ":" + identity + ":" + models.dump() + ":" + std::to_string(args.shards));
   json shards = json::array();
   for (int i = 0; i < args.shards; ++i) {
@@ -488,7 +471,7 @@ std::vector<std::vector<std::string>> read_variations(const std::string& file) {
 // What a job's run depends on besides its graph and models: the files its params name (a source,
 // an image to start from), except what its outputs write.
 std::string job_fingerprint(const GraphSpec& graph, const std::vector<const NodeSpec*>& sinks) {
-  Hash hash;
+  Fnv1a64 hash;
   hash.add(graph_fingerprint(graph) + ":" + model_identities(graph).dump());
   for (const NodeSpec& node : graph.nodes) {
     const bool sink = std::find(sinks.begin(), sinks.end(), &node) != sinks.end();
@@ -534,7 +517,7 @@ int plan_jobs(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOption
 
   json jobs = json::array();
   std::map<std::string, int> writer;  // output path -> job
-  Hash whole_print;
+  Fnv1a64 whole_print;
   for (int j = 0; j < count; ++j) {
     std::vector<std::string> sets = variations[j];
     GraphSpec graph = job_graph(base, sets, catalog, j);

@@ -1,5 +1,6 @@
 // Graph files: JSON text -> GraphSpec, and --set overrides. Structure only; what the names refer
 // to is checked by resolve_graph (graph_resolve.cpp).
+#include <reel/runtime/fnv.h>
 #include <reel/runtime/graph.h>
 
 #include <algorithm>
@@ -24,14 +25,6 @@ GraphError::~GraphError() = default;
 namespace {
 
 constexpr int kFormatVersion = 1;
-
-std::string fingerprint(const std::string& bytes) {
-  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
-  char text[17];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
-  return text;
-}
 
 std::string line_and_column(const std::string& text, std::size_t byte) {
   std::size_t line = 1, column = 1;
@@ -208,7 +201,9 @@ nlohmann::json effective_graph_json(const GraphSpec& graph) {
 
 std::string graph_fingerprint(const GraphSpec& graph) {
   // nlohmann::json keeps object keys sorted, so the dump is canonical.
-  return fingerprint(effective_graph_json(graph).dump());
+  Fnv1a64 hash;
+  hash.add(effective_graph_json(graph).dump());
+  return hash.hex();
 }
 
 Override parse_override(const std::string& assignment) {
