@@ -9,6 +9,7 @@
 #include <reel/weights.h>
 
 #ifdef REEL_WITH_FFMPEG
+#include "frame_grid.h"
 #include "join.h"
 #endif
 
@@ -325,7 +326,8 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
     if (node.id == roles.source->id && !node.outputs.empty()) length = node.outputs[0].frame_count;
   if (!length)
     unsplittable("the source '" + roles.source->id + "' does not state its length",
-                 "Use a file whose header states its frame count (MP4, MOV), without fps resampling.");
+                 "Use a file whose header states its frame count (MP4, MOV; an MKV or WebM file can be "
+                 "remuxed: ffmpeg -i in.mkv -c copy in.mp4), without fps resampling.");
   const std::int64_t n = *length;
 
   // The rates at the source and at the sink: output frame j sits at source position j * P / Q,
@@ -397,6 +399,16 @@ int plan_frames(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOpti
                {"frames_out", {{"ratio", ratio.str()}, {"period", period}, {"halo", halo}}},
                {"shards", shards}};
   write_report_file(args.plan, plan);
+#ifdef REEL_WITH_FFMPEG
+  // A stream that cannot be entered at a keyframe is decoded from its start by every shard.
+  if (args.shards > 1 && roles.source->type == "source.video" &&
+      !ffmpeg::enters_at_keyframes(roles.source->params.value("path", "")))
+    std::fprintf(stderr,
+                 "reel: note: %s does not place its frames by their timestamps (a variable frame rate), so "
+                 "every shard decodes it from its start to reach its range; re-encode it at a constant rate "
+                 "to let shards enter at a keyframe\n",
+                 roles.source->params.value("path", "").c_str());
+#endif
   std::fprintf(stderr, "reel: %s: %d shards of %s (%lld frames -> %lld), parts beside %s\n", args.plan.c_str(),
                args.shards, roles.source->params.value("path", "").c_str(), static_cast<long long>(n),
                static_cast<long long>(out_n), output.c_str());

@@ -1,6 +1,7 @@
 #include "decoder.h"
 
 #include "ffmpeg_util.h"
+#include "frame_grid.h"
 
 #include <reel/error.h>
 
@@ -168,14 +169,10 @@ std::int64_t Decoder::frame_index(std::int64_t pts) const {
 bool Decoder::seek_near(std::int64_t index) {
   State& s = *state_;
   AVStream* stream = s.format->streams[s.stream];
-  // Only where a timestamp says which frame it is: a constant rate (the real frame rate is the
-  // average) and no frame missing (the header's frame count fills the stream's duration). MKV
-  // and WebM headers state no frame count, and a variable-rate MKV has frames on a grid with gaps
-  // in it: those are decoded from the start.
-  if (stream->nb_frames <= 0 || stream->duration <= 0 || stream->avg_frame_rate.num <= 0 ||
-      av_cmp_q(stream->r_frame_rate, stream->avg_frame_rate) != 0 ||
-      std::llabs(frame_index(stream->duration) - stream->nb_frames) > 1)
-    return false;
+  // Only where a timestamp says which frame it is (frame_grid.h). MKV and WebM headers state no
+  // frame count, and a variable-rate MKV has frames on a grid with gaps in it: those are decoded
+  // from the start.
+  if (!frames_on_stated_grid(*stream)) return false;
   const std::int64_t start = stream->start_time == AV_NOPTS_VALUE ? 0 : stream->start_time;
   if (av_seek_frame(s.format, s.stream, start + ticks(index, info_.fps), AVSEEK_FLAG_BACKWARD) < 0) return false;
   avcodec_flush_buffers(s.codec);

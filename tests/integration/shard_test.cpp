@@ -475,3 +475,46 @@ TEST(Shard, TheJoinRefusesAPartThatDoesNotFitNamingItAndWhy) {
   Outcome join = reel_cli("shard join " + plan_file.string());
   EXPECT_EQ(join.exit_code, 0) << join.output;
 }
+
+// A variable-rate MP4 states its frame count but cannot be entered at a keyframe: the plan says
+// every shard decodes it from its start, and the parts are still the single run's frames. An MKV
+// (no frame count in its header) is refused with the remux that fixes it.
+TEST(Shard, AVariableRateSourceIsDecodedFromItsStartInEveryShardAndSaysSo) {
+  const fs::path dir = test::temp_dir("shard-vfr");
+  const fs::path clip = dir / "vfr.mp4";
+  ASSERT_EQ(test::shell("ffmpeg -v error -y -f lavfi -i testsrc2=s=64x48:r=60 -frames:v 72 -vf "
+                        "\"select='not(eq(mod(n,5),1))'\" -vsync vfr -c:v libx264 -qp 0 -g 10 '" + clip.string() + "'"),
+            0);
+  json graph = upscale_interpolate(clip, dir / "out.mkv");
+  graph["nodes"][1]["params"] = {{"scale", 1}};
+  const fs::path graph_file = write_file(dir / "graph.json", graph.dump());
+  Outcome whole = reel_cli("run --no-progress " + graph_file.string() + " --set enc.path=" + (dir / "whole.mkv").string());
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto expected = frames_of(dir / "whole.mkv");
+
+  const fs::path plan_file = dir / "plan.json";
+  Outcome plan = reel_cli("shard plan " + graph_file.string() + " --shards 3 -o " + plan_file.string());
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_NE(plan.output.find("note: " + clip.string() + " does not place its frames by their timestamps"),
+            std::string::npos)
+      << plan.output;
+  for (int shard : {1, 2, 0}) ASSERT_EQ(reel_cli("shard run " + plan_file.string() + " --shard " + std::to_string(shard)).exit_code, 0);
+  ASSERT_EQ(reel_cli("shard join " + plan_file.string()).exit_code, 0);
+  const auto joined = frames_of(dir / "out.mkv");
+  ASSERT_EQ(joined.size(), expected.size());
+  for (std::size_t i = 0; i < joined.size(); ++i) EXPECT_TRUE(at::equal(joined[i], expected[i])) << "frame " << i;
+
+  // A constant-rate MP4 gets no note.
+  const fs::path steady = test::make_video(dir, "steady.mp4", 64, 48, 20, "24", "-c:v libx264 -qp 0 -g 8");
+  Outcome quiet = reel_cli("shard plan " + graph_file.string() + " --set src.path=" + steady.string() +
+                           " --shards 3 -o " + (dir / "steady.json").string());
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.output;
+  EXPECT_EQ(quiet.output.find("note:"), std::string::npos) << quiet.output;
+
+  ASSERT_EQ(test::shell("ffmpeg -v error -y -i '" + steady.string() + "' -c copy '" + (dir / "steady.mkv").string() + "'"), 0);
+  Outcome mkv = reel_cli("shard plan " + graph_file.string() + " --set src.path=" + (dir / "steady.mkv").string() +
+                         " --shards 3 -o " + (dir / "mkv.json").string());
+  EXPECT_EQ(mkv.exit_code, 65) << mkv.output;
+  EXPECT_NE(mkv.output.find("does not state its length"), std::string::npos) << mkv.output;
+  EXPECT_NE(mkv.output.find("ffmpeg -i in.mkv -c copy in.mp4"), std::string::npos) << mkv.output;
+}
