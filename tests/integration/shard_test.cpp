@@ -325,6 +325,29 @@ TEST(Shard, JobsAreRunOncePerVariationInTheirShards) {
   EXPECT_EQ(join.exit_code, 64) << join.output;
   EXPECT_NE(join.output.find("is a plan of jobs"), std::string::npos) << join.output;
 
+  // A jobs file that is not a list of objects, and fewer jobs than shards, are refused saying why.
+  write_file(jobs_file, R"({"gen.prompt": "a cat"})");
+  Outcome not_a_list = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
+                                (dir / "bad.json").string());
+  EXPECT_EQ(not_a_list.exit_code, 66) << not_a_list.output;
+  EXPECT_NE(not_a_list.output.find(jobs_file.string() + " is not a list of jobs"), std::string::npos) << not_a_list.output;
+  write_file(jobs_file, R"([{"gen.seed": 1}, "gen.seed=2"])");
+  Outcome not_an_object = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() +
+                                   " --shards 1 -o " + (dir / "bad.json").string());
+  EXPECT_EQ(not_an_object.exit_code, 66) << not_an_object.output;
+  EXPECT_NE(not_an_object.output.find("job 1 is not an object of node.param values"), std::string::npos)
+      << not_an_object.output;
+  write_file(jobs_file, R"([{"gen.seed": 1}, {"gen.nonsense": 2}])");
+  Outcome bad_param = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
+                               (dir / "bad.json").string());
+  EXPECT_EQ(bad_param.exit_code, 64) << bad_param.output;
+  EXPECT_NE(bad_param.output.find("job 1: "), std::string::npos) << bad_param.output;
+  Outcome too_few = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 3 -o " +
+                             (dir / "bad.json").string());
+  EXPECT_EQ(too_few.exit_code, 64) << too_few.output;
+  EXPECT_NE(too_few.output.find("has 2 jobs: too few for 3 shards"), std::string::npos) << too_few.output;
+  EXPECT_FALSE(fs::exists(dir / "bad.json"));
+
   // Two jobs writing one file are refused at the plan.
   write_file(jobs_file, json::array({{{"enc.path", (dir / "same.mkv").string()}}, {{"enc.path", (dir / "same.mkv").string()}}}).dump());
   Outcome clash = reel_cli("shard plan " + graph_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
