@@ -480,16 +480,18 @@ std::vector<std::vector<std::string>> read_variations(const std::string& file) {
   return variations;
 }
 
-// What a job's run depends on besides its graph and models: the files its params name (a source,
-// an image to start from), except what its outputs write.
-std::string job_fingerprint(const GraphSpec& graph, const std::vector<const NodeSpec*>& sinks) {
+// What a job's run depends on besides its graph and models: the files its sources read (a video,
+// an image to start from). Only sources: a file another node names may be one it writes (a log,
+// a side output), which would change with every run.
+std::string job_fingerprint(const GraphSpec& graph, const PluginCatalog& catalog) {
   Fnv1a64 hash;
   hash.add(graph_fingerprint(graph) + ":" + model_identities(graph).dump());
   for (const NodeSpec& node : graph.nodes) {
-    const bool sink = std::find(sinks.begin(), sinks.end(), &node) != sinks.end();
+    const RegisteredType* entry = catalog.find(node.type);
+    if (!entry || !entry->type.inputs.empty()) continue;
     for (const auto& [name, value] : node.params.items()) {
       std::error_code ec;
-      if (!value.is_string() || name == "model" || (sink && name == "path")) continue;
+      if (!value.is_string() || name == "model") continue;
       const fs::path path = value.get<std::string>();
       if (!path.empty() && fs::is_regular_file(path, ec)) hash.add(":" + node.id + "." + name + "=" + file_identity(path));
     }
@@ -531,9 +533,9 @@ int plan_jobs(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOption
   std::map<std::string, int> writer;  // output path -> job
   Fnv1a64 whole_print;
   for (int j = 0; j < count; ++j) {
-    std::vector<std::string> sets = variations[j];
-    GraphSpec graph = job_graph(base, sets, catalog, j);
+    GraphSpec graph = job_graph(base, variations[j], catalog, j);
     // Each output not named by the job gets the job's number: out.job-0003.mp4.
+    std::vector<std::string> numbered;
     json outputs = json::array();
     for (const NodeSpec* sink : output_nodes(graph, catalog)) {
       const std::string set_path = sink->id + ".path=";
@@ -544,20 +546,22 @@ int plan_jobs(PluginCatalog& catalog, const ShardPlanArgs& args, const RunOption
         char number[32];
         std::snprintf(number, sizeof number, ".job-%04d", j);
         path = numbered_path(path, number).string();
-        sets.push_back(set_path + path);
+        numbered.push_back(set_path + path);
       }
       if (auto [it, fresh] = writer.emplace(path, j); !fresh)
         throw Error(ErrorKind::usage, "jobs " + std::to_string(it->second) + " and " + std::to_string(j) + " both write " + path,
                     "Give each job its own output path (" + set_path + "...), or leave it out to number them.");
       outputs.push_back(path);
     }
-    graph = job_graph(base, sets, catalog, j);
+    apply_overrides(graph, numbered, &catalog);
+    std::vector<std::string> sets = variations[j];
+    sets.insert(sets.end(), numbered.begin(), numbered.end());
     RunResult planned = plan_graph(graph, catalog, options);
     if (planned.failure) {
       planned.failure->detail = "job " + std::to_string(j) + ": " + planned.failure->detail;
       return report_failure(args.graph, std::move(*planned.failure));
     }
-    const std::string print = job_fingerprint(graph, output_nodes(graph, catalog));
+    const std::string print = job_fingerprint(graph, catalog);
     whole_print.add(print);
     jobs.push_back({{"index", j}, {"sets", sets}, {"outputs", outputs}, {"fingerprint", print}});
   }
@@ -605,7 +609,7 @@ int run_job_shard(PluginCatalog& catalog, const json& plan, const std::string& p
     const int j = index.get<int>();
     const json& job = plan["jobs"].at(static_cast<std::size_t>(j));
     GraphSpec graph = job_graph(base, job.at("sets").get<std::vector<std::string>>(), catalog, j);
-    const std::string print = job_fingerprint(graph, output_nodes(graph, catalog));
+    const std::string print = job_fingerprint(graph, catalog);
     if (print != job.value("fingerprint", ""))
       throw BadInputError("job " + std::to_string(j) + " of " + plan_path +
                               ": its graph, models or input files have changed since the plan was made",

@@ -541,3 +541,53 @@ TEST(Shard, AVariableRateSourceIsDecodedFromItsStartInEveryShardAndSaysSo) {
   EXPECT_NE(mkv.output.find("does not state its length"), std::string::npos) << mkv.output;
   EXPECT_NE(mkv.output.find("ffmpeg -i in.mkv -c copy in.mp4"), std::string::npos) << mkv.output;
 }
+
+// A job's fingerprint holds the files its sources read, not the files other nodes write: a
+// changed source is refused, a log a node writes during the run does not make the job look stale.
+TEST(Shard, AJobIsRefusedWhenItsSourceChangesButNotForFilesItsNodesWrite) {
+  const fs::path dir = test::temp_dir("shard-job-inputs");
+  const fs::path journal = dir / "journal.txt";
+  const json logging = {{"version", 1},
+                        {"nodes",
+                         {{{"id", "src"}, {"type", "test.source"}, {"params", {{"frames", 3}}}},
+                          {{"id", "map"}, {"type", "test.map"}, {"inputs", {{"in", "src.out"}}}, {"params", {{"journal", journal.string()}}}},
+                          {{"id", "out"},
+                           {"type", "test.sink"},
+                           {"inputs", {{"in", "map.out"}}},
+                           {"params", {{"path", (dir / "frames.txt").string()}}}}}}};
+  const fs::path logging_file = write_file(dir / "logging.json", logging.dump());
+  const fs::path jobs_file = write_file(dir / "jobs.json", json::array({{{"src.frames", 2}}, {{"src.frames", 3}}}).dump());
+  ASSERT_EQ(reel_cli("shard plan " + logging_file.string() + " --jobs " + jobs_file.string() + " --shards 1 -o " +
+                     (dir / "logging-plan.json").string())
+                .exit_code,
+            0);
+  ASSERT_EQ(reel_cli("shard run " + (dir / "logging-plan.json").string() + " --shard 0").exit_code, 0);
+  ASSERT_TRUE(fs::exists(journal));
+  Outcome again = reel_cli("shard run " + (dir / "logging-plan.json").string() + " --shard 0");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("job 1 (shard 0) is done already"), std::string::npos) << again.output;
+
+  const fs::path clip = test::make_video(dir, "clip.mp4", 32, 32, 6, "24", "-c:v libx264 -qp 0");
+  const json encode = {{"version", 1},
+                       {"nodes",
+                        {{{"id", "src"}, {"type", "source.video"}, {"params", {{"path", clip.string()}}}},
+                         {{"id", "enc"},
+                          {"type", "encoder.ffmpeg"},
+                          {"inputs", {{"in", "src.out"}}},
+                          {"params", {{"path", (dir / "out.mkv").string()}, {"codec", "ffv1"}}}}}}};
+  const fs::path encode_file = write_file(dir / "encode.json", encode.dump());
+  write_file(jobs_file, json::array({{{"src.count", 3}}, {{"src.count", 4}}}).dump());
+  const fs::path plan = dir / "encode-plan.json";
+  ASSERT_EQ(reel_cli("shard plan " + encode_file.string() + " --jobs " + jobs_file.string() + " --shards 2 -o " +
+                     plan.string())
+                .exit_code,
+            0);
+  ASSERT_EQ(reel_cli("shard run " + plan.string() + " --shard 0").exit_code, 0);
+  test::make_video(dir, "clip.mp4", 32, 32, 6, "25", "-c:v libx264 -qp 0");  // another clip, same name
+  Outcome changed = reel_cli("shard run " + plan.string() + " --shard 1");
+  EXPECT_EQ(changed.exit_code, 66) << changed.output;
+  EXPECT_NE(changed.output.find("job 1 of " + plan.string() + ": its graph, models or input files have changed"),
+            std::string::npos)
+      << changed.output;
+  EXPECT_FALSE(fs::exists(dir / "out.job-0001.mkv"));
+}
